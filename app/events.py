@@ -1,0 +1,375 @@
+"""The inbound event vocabulary and its decoding (spec: events.md).
+
+One typed msgspec struct carries every field the service reads from any event type. The happy
+path decodes a whole batch in one typed call; only a batch that fails is decoded again event by
+event, so that one bad event is named by index and field and never drops the good ones.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+import msgspec
+
+MIN_TS = 946_684_800_000  # 2000-01-01T00:00:00Z
+INT64_MAX = 2**63 - 1
+
+Ts = Annotated[int, msgspec.Meta(ge=MIN_TS, le=INT64_MAX)]
+Seq = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+Depth = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
+Amount = Annotated[float, msgspec.Meta(ge=0)]
+Str = Annotated[str, msgspec.Meta(max_length=512)]
+GatewayStr = Annotated[str, msgspec.Meta(max_length=128)]
+EventIdStr = Annotated[str, msgspec.Meta(max_length=256)]
+
+
+class Usage(msgspec.Struct, omit_defaults=True):
+    input: Amount | None = None
+    output: Amount | None = None
+    cacheRead: Amount | None = None
+    cacheWrite: Amount | None = None
+    promptTokens: Amount | None = None
+    total: Amount | None = None
+
+
+class ContextSize(msgspec.Struct, omit_defaults=True):
+    limit: Amount | None = None
+    used: Amount | None = None
+
+
+class Event(msgspec.Struct, omit_defaults=True):
+    """Every field any event type may carry that the service acts on. Unknown fields are skipped."""
+
+    type: Str
+    ts: Ts | None = None
+    seq: Seq | None = None
+    eventId: EventIdStr | None = None
+    gatewayId: GatewayStr | None = None
+    sessionKey: Str | None = None
+    sessionId: Str | None = None
+    runId: Str | None = None
+    # session state
+    state: Str | None = None
+    prevState: Str | None = None
+    reason: Str | None = None
+    queueDepth: Depth | None = None
+    source: Str | None = None
+    channel: Str | None = None
+    # activity
+    toolName: Str | None = None
+    toolCallId: Str | None = None
+    toolSource: Str | None = None
+    provider: Str | None = None
+    model: Str | None = None
+    callId: Str | None = None
+    workKey: Str | None = None
+    clearRunActivity: bool | None = None
+    outcome: Str | None = None
+    trigger: Str | None = None
+    agentId: Str | None = None
+    api: Str | None = None
+    transport: Str | None = None
+    errorCategory: Str | None = None
+    failureKind: Str | None = None
+    # metrics
+    durationMs: Amount | None = None
+    requestPayloadBytes: Amount | None = None
+    responseStreamBytes: Amount | None = None
+    timeToFirstByteMs: Amount | None = None
+    waitMs: Amount | None = None
+    usage: Usage | None = None
+    context: ContextSize | None = None
+    costUsd: Amount | None = None
+    lane: Str | None = None
+    queueSize: Count | None = None
+    queued: Count | None = None
+    dropped: Count | None = None
+    attempt: Count | None = None
+    updateType: Str | None = None
+    deliveryKind: Str | None = None
+    phase: Str | None = None
+    # the gateway's own verdicts
+    ageMs: Amount | None = None
+    classification: Str | None = None
+    activeWorkKind: Str | None = None
+    lastProgressAgeMs: Amount | None = None
+    lastProgressReason: Str | None = None
+    status: Str | None = None
+    action: Str | None = None
+    outcomeReason: Str | None = None
+    released: Count | None = None
+
+
+SESSION_STATE_TYPES = frozenset({"message.queued", "session.state", "session.progress"})
+ACTIVITY_TYPES = frozenset(
+    {
+        "tool.execution.started",
+        "tool.execution.completed",
+        "tool.execution.error",
+        "tool.execution.blocked",
+        "model.call.started",
+        "model.call.completed",
+        "model.call.error",
+        "run.progress",
+        "run.started",
+        "run.completed",
+        "embedded_run.started",
+        "embedded_run.ended",
+    }
+)
+SESSION_SCOPED_TYPES = SESSION_STATE_TYPES | ACTIVITY_TYPES
+METRICS_ONLY_TYPES = frozenset(
+    {
+        "model.usage",
+        "model.failover",
+        "webhook.received",
+        "webhook.processed",
+        "webhook.error",
+        "message.received",
+        "message.processed",
+        "message.dispatch.started",
+        "message.dispatch.completed",
+        "message.delivery.started",
+        "message.delivery.completed",
+        "message.delivery.error",
+        "queue.lane.enqueue",
+        "queue.lane.dequeue",
+        "session.turn.created",
+        "run.attempt",
+        "tool.loop",
+        "diagnostic.heartbeat",
+        "harness.run.started",
+        "harness.run.completed",
+        "harness.run.error",
+        "run.execution_phase",
+    }
+)
+GATEWAY_VERDICT_TYPES = frozenset(
+    {"session.long_running", "session.stalled", "session.stuck"}
+)
+GATEWAY_RECOVERY_TYPES = frozenset({"session.recovery.requested", "session.recovery.completed"})
+KEEPALIVE_TYPE = "forwarder.keepalive"
+KNOWN_TYPES = (
+    SESSION_SCOPED_TYPES
+    | METRICS_ONLY_TYPES
+    | GATEWAY_VERDICT_TYPES
+    | GATEWAY_RECOVERY_TYPES
+    | frozenset({KEEPALIVE_TYPE})
+)
+
+SESSION_STATES = ("idle", "processing", "waiting")
+
+# Fields each known type must carry (events.md tables).
+REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
+    "message.queued": ("source",),
+    "session.state": ("state",),
+    "tool.execution.started": ("toolName",),
+    "tool.execution.completed": ("toolName",),
+    "tool.execution.error": ("toolName",),
+    "tool.execution.blocked": ("toolName",),
+    "model.call.started": ("provider", "model"),
+    "model.call.completed": ("provider", "model"),
+    "model.call.error": ("provider", "model"),
+    "run.progress": ("reason",),
+    "run.started": ("runId",),
+    "run.completed": ("runId",),
+}
+
+_ID_FIELDS = ("eventId", "gatewayId", "sessionKey", "sessionId", "runId")
+_REQUIRED_TEXT_FIELDS = frozenset(f for fields in REQUIRED_FIELDS.values() for f in fields)
+
+
+@dataclass(slots=True)
+class Rejection:
+    index: int
+    errors: list[dict[str, Any]]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"index": self.index, "errors": self.errors}
+
+
+@dataclass(slots=True)
+class Decoded:
+    """A body split into valid events (with their index) and rejections."""
+
+    events: list[tuple[int, Event]] = field(default_factory=list)
+    rejected: list[Rejection] = field(default_factory=list)
+    total: int = 0
+
+
+class BodyError(Exception):
+    """The body as a whole cannot be parsed (400)."""
+
+
+_batch_decoder = msgspec.json.Decoder(list[Event] | Event)
+_event_decoder = msgspec.json.Decoder(Event)
+_loc_re = re.compile(r" - at `\$((?:\[\d+\])?)((?:\.[A-Za-z0-9_]+|\[\d+\])*)`$")
+
+
+def _error_loc(message: str, index: int, skip_index: bool) -> tuple[list[Any], str]:
+    """Turn msgspec's "... - at `$[3].usage.input`" into (["body", 3, "usage", "input"], "...")."""
+    loc: list[Any] = ["body", index]
+    match = _loc_re.search(message)
+    if not match:
+        missing = re.search(r"missing required field `([^`]+)`", message)
+        if missing:
+            return [*loc, missing.group(1)], "field required"
+        return loc, message
+    msg = message[: match.start()]
+    path = match.group(2) if skip_index else match.group(1) + match.group(2)
+    for part in re.findall(r"\.([A-Za-z0-9_]+)|\[(\d+)\]", path):
+        name, idx = part
+        loc.append(name if name else int(idx))
+    if not skip_index and match.group(1):
+        loc.pop()  # the batch index is already the loc's second element
+    if "missing required field" in msg:
+        name = re.search(r"`([^`]+)`", msg)
+        if name:
+            loc.append(name.group(1))
+            msg = "field required"
+    return loc, msg
+
+
+def _is_known_type_dict(value: Any) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("type"), str) and value["type"].strip() in KNOWN_TYPES
+
+
+def check_event(index: int, event: Event) -> Event | Rejection:
+    """Normalise ids and check the per-type rules a schema cannot express."""
+    for name in _ID_FIELDS:
+        value = getattr(event, name)
+        if value is not None:
+            value = value.strip()
+            setattr(event, name, value or None)
+    event.type = event.type.strip()
+    if not event.type:
+        return Rejection(index, [{"loc": ["body", index, "type"], "msg": "field required"}])
+    required = REQUIRED_FIELDS.get(event.type)
+    errors: list[dict[str, Any]] = []
+    if required:
+        for name in required:
+            value = getattr(event, name)
+            if isinstance(value, str):
+                value = value.strip()
+                setattr(event, name, value or None)
+            if not value:
+                errors.append({"loc": ["body", index, name], "msg": "field required"})
+    if event.type == "session.state" and event.state is not None and event.state not in SESSION_STATES:
+        errors.append(
+            {"loc": ["body", index, "state"], "msg": "must be one of idle, processing, waiting"}
+        )
+    if (
+        event.type in SESSION_SCOPED_TYPES
+        and event.sessionKey is None
+        and event.sessionId is None
+        and event.runId is None
+    ):
+        errors.append({"loc": ["body", index], "msg": "sessionKey, sessionId or runId is required"})
+    if errors:
+        return Rejection(index, errors)
+    return event
+
+
+def _check_value(index: int, value: Any) -> Event | Rejection:
+    """Validate one already-parsed JSON value."""
+    if isinstance(value, dict) and isinstance(value.get("type"), str) and not _is_known_type_dict(value):
+        value = _envelope(value)
+    try:
+        event = msgspec.convert(value, Event)
+    except msgspec.ValidationError as exc:
+        loc, msg = _error_loc(str(exc), index, skip_index=True)
+        if loc == ["body", index] and "Expected `object`" in msg:
+            msg = "event must be a JSON object"
+        return Rejection(index, [{"loc": loc, "msg": msg}])
+    return check_event(index, event)
+
+
+def _envelope(value: dict[str, Any]) -> dict[str, Any]:
+    """An unknown type's own fields are not ours to check; its envelope still is."""
+    return {name: value[name] for name in ("type", "ts", "seq", "eventId", "gatewayId") if name in value}
+
+
+def _collect(decoded: Decoded, index: int, result: Event | Rejection) -> None:
+    if isinstance(result, Rejection):
+        decoded.rejected.append(result)
+    else:
+        decoded.events.append((index, result))
+
+
+def decode_json(body: bytes) -> Decoded:
+    """A single event object or a JSON array of them."""
+    decoded = Decoded()
+    try:
+        parsed = _batch_decoder.decode(body)
+    except msgspec.ValidationError:
+        parsed = None
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise BodyError(_describe_decode_error(exc)) from None
+    if parsed is not None:
+        items = parsed if isinstance(parsed, list) else [parsed]
+        decoded.total = len(items)
+        for index, event in enumerate(items):
+            _collect(decoded, index, check_event(index, event))
+        return decoded
+    # Slow path: something failed; find which events, and let unknown types keep fields not ours.
+    try:
+        raw = msgspec.json.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise BodyError(_describe_decode_error(exc)) from None
+    items = raw if isinstance(raw, list) else [raw]
+    decoded.total = len(items)
+    for index, value in enumerate(items):
+        _collect(decoded, index, _check_value(index, value))
+    return decoded
+
+
+def split_ndjson(body: bytes) -> list[tuple[int, bytes]]:
+    """Non-blank lines with their 0-based line index."""
+    return [(i, line) for i, line in enumerate(body.split(b"\n")) if line.strip()]
+
+
+def decode_ndjson(body: bytes) -> Decoded:
+    decoded = Decoded()
+    lines = split_ndjson(body)
+    decoded.total = len(lines)
+    for index, line in lines:
+        try:
+            event = _event_decoder.decode(line)
+        except msgspec.ValidationError:
+            event = None
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+            decoded.rejected.append(
+                Rejection(index, [{"loc": ["body", index], "msg": _describe_decode_error(exc)}])
+            )
+            continue
+        if event is not None:
+            _collect(decoded, index, check_event(index, event))
+            continue
+        try:
+            value = msgspec.json.decode(line)
+        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # pragma: no cover
+            decoded.rejected.append(
+                Rejection(index, [{"loc": ["body", index], "msg": _describe_decode_error(exc)}])
+            )
+            continue
+        _collect(decoded, index, _check_value(index, value))
+    return decoded
+
+
+def _describe_decode_error(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "JSON nesting is deeper than the parser allows"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"invalid UTF-8 at byte offset {exc.start}"
+    return str(exc)
+
+
+def encode_event(event: Event) -> bytes:
+    return msgspec.json.encode(event)
+
+
+def decode_stored_event(data: bytes) -> Event:
+    return _event_decoder.decode(data)
