@@ -1,0 +1,124 @@
+"""Service settings: environment variables prefixed OPENCLAW_DIAG_ (spec: api.md, monitor.md)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "OPENCLAW_DIAG_"
+
+
+class SettingsError(Exception):
+    """A setting is wrong; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Address to bind.")
+    port: int = Field(8080, ge=1, le=65535, description="Port to bind.")
+    data_dir: Path = Field(Path("./data"), description="Journal and lock live here.")
+
+    ingest_tokens: str = Field(
+        "",
+        description="Comma-separated bearer tokens; `token=gatewayId` binds a token to one gateway.",
+    )
+    protect_metrics: bool = Field(False, description="Require a token on /healthz, /readyz, /metrics.")
+
+    stuck_session_warn_ms: int = Field(120_000, description="Warn threshold (stale_ms).")
+    stuck_session_abort_ms: int | None = Field(
+        None, description="Abort threshold; unset: max(300000, 3*warn); set: max(warn, value)."
+    )
+    scan_interval_ms: int = Field(5_000, ge=10, le=3_600_000, description="Monitor tick interval.")
+    stalled_report_interval_ms: int = Field(30_000, ge=0, description="Minimum gap between stalled reports.")
+    gateway_silence_ms: int = Field(90_000, ge=1_000, description="A gateway quiet this long is silent.")
+    session_idle_ttl_ms: int = Field(1_800_000, ge=1_000, description="Idle sessions unchanged this long are evicted.")
+    max_sessions: int = Field(1_000_000, ge=1, description="Past this, the least recently active are evicted.")
+    max_clock_skew_ms: int = Field(60_000, ge=0, description="Future ts beyond this is clamped.")
+
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest body, after decompression.")
+    max_batch_events: int = Field(10_000, ge=1, description="Most events in one request.")
+
+    recovery_mode: Literal["observe", "webhook"] = Field("observe", description="Recovery executor.")
+    recovery_webhook_url: str = Field("", description="URL template; {gatewayId} is replaced.")
+    recovery_webhook_token: str = Field("", description="Bearer token sent to the webhook.")
+    recovery_timeout_ms: int = Field(10_000, ge=100, description="Webhook timeout.")
+    recovery_concurrency: int = Field(16, ge=1, description="Recoveries running at once.")
+
+    gateway_attribute: bool = Field(True, description="Add openclaw.gateway to metric attributes.")
+    metric_cardinality_limit: int = Field(2048, ge=16, description="Distinct attribute sets per instrument.")
+
+    checkpoint_interval_ms: int = Field(30_000, ge=100, description="How often the store is checkpointed.")
+    journal_retention_ms: int = Field(6 * 3_600_000, ge=3_600_000, description="Event history kept for reads and dedupe.")
+    journal_max_rows: int = Field(5_000_000, ge=1_000_000, description="Cap on journaled event rows.")
+
+    @field_validator("stuck_session_warn_ms", mode="before")
+    @classmethod
+    def _floor_warn(cls, value: object) -> int:
+        number = _floored(value)
+        if not 1_000 <= number <= 86_400_000:
+            raise ValueError("must be between 1000 and 86400000")
+        return number
+
+    @field_validator("stuck_session_abort_ms", mode="before")
+    @classmethod
+    def _floor_abort(cls, value: object) -> int | None:
+        if value is None or value == "":
+            return None
+        number = _floored(value)
+        if number < 0:
+            raise ValueError("must be >= 0")
+        return number
+
+    @model_validator(mode="after")
+    def _webhook_needs_url(self) -> Settings:
+        if self.recovery_mode == "webhook" and not self.recovery_webhook_url:
+            raise ValueError(f"{ENV_PREFIX}RECOVERY_WEBHOOK_URL is required when RECOVERY_MODE=webhook")
+        return self
+
+    @property
+    def warn_ms(self) -> int:
+        return self.stuck_session_warn_ms
+
+    @property
+    def abort_ms(self) -> int:
+        if self.stuck_session_abort_ms is None:
+            return max(300_000, 3 * self.warn_ms)
+        return max(self.warn_ms, self.stuck_session_abort_ms)
+
+    def tokens(self) -> dict[str, str | None]:
+        """Token -> the gateway it is bound to (None: any gateway)."""
+        bound: dict[str, str | None] = {}
+        for item in self.ingest_tokens.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            token, _, gateway = item.partition("=")
+            bound[token.strip()] = gateway.strip() or None
+        return bound
+
+
+def _floored(value: object) -> int:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError("must be a number") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError("must be a finite number")
+    return int(number // 1)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; errors name the variable (OPENCLAW_DIAG_...)."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+            problems.append(f"{name}: {error['msg']}")
+        raise SettingsError("; ".join(problems)) from None
