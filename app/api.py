@@ -1,0 +1,419 @@
+"""Read endpoints, health and the error envelope (spec: api.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import heapq
+from collections import Counter, defaultdict
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.ingest import INGEST_PATH, authorize, error_body
+from app.store import Session
+
+if TYPE_CHECKING:
+    from app.main import Service
+
+SEVERITY = {"session.stuck": 0, "session.stalled": 1, "session.long_running": 2}
+ATTENTION_NAMES = {"long_running": "session.long_running", "stalled": "session.stalled", "stuck": "session.stuck"}
+RECENT_EVENTS = 50
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = details or []
+
+
+def service_of(request: Request) -> Service:
+    return request.app.state.service
+
+
+def token_from(request: Request) -> bytes | None:
+    header = request.headers.get("authorization")
+    if header:
+        return header.encode()
+    cookie = request.cookies.get("openclaw_diag_token")
+    return f"Bearer {cookie}".encode() if cookie else None
+
+
+def require_token(request: Request) -> None:
+    ok, _ = authorize(service_of(request).tokens, token_from(request))
+    if not ok:
+        raise ApiError(401, "unauthorized", "a valid bearer token is required")
+
+
+def require_token_for_health(request: Request) -> None:
+    if service_of(request).settings.protect_metrics:
+        require_token(request)
+
+
+# -- representations ---------------------------------------------------------------------------
+
+
+def activity_json(session: Session, gateway_now: int) -> dict[str, Any]:
+    snapshot = session.snapshot(gateway_now)
+    fields = {
+        "activeWorkKind": snapshot.active_work_kind,
+        "hasActiveEmbeddedRun": snapshot.has_active_embedded_run,
+        "activeToolName": snapshot.active_tool_name,
+        "activeToolCallId": snapshot.active_tool_call_id,
+        "activeToolAgeMs": snapshot.active_tool_age_ms,
+        "lastProgressAgeMs": snapshot.last_progress_age_ms,
+        "lastProgressReason": snapshot.last_progress_reason,
+    }
+    return {name: value for name, value in fields.items() if value is not None}
+
+
+def attention_json(session: Session) -> dict[str, Any] | None:
+    attention = session.attention
+    if attention is None:
+        return None
+    return {
+        "eventType": attention.event_type,
+        "reason": attention.reason,
+        "classification": attention.classification,
+        "activeWorkKind": attention.active_work_kind,
+        "recoveryEligible": attention.recovery_eligible,
+        "attentionAgeMs": attention.age_ms,
+        "since": attention.since,
+    }
+
+
+def usage_json(session: Session) -> dict[str, Any]:
+    totals = session.usage or [0.0] * 6
+    names = ("input", "output", "cacheRead", "cacheWrite", "total")
+    usage: dict[str, Any] = {name: int(value) for name, value in zip(names, totals)}
+    usage["costUsd"] = totals[5]
+    return usage
+
+
+def session_json(service: Service, session: Session) -> dict[str, Any]:
+    gateway_now = service.gateway_now(session.gateway)
+    recoveries = session.recoveries or []
+    return {
+        "gatewayId": session.gateway,
+        "sessionKey": session.session_key,
+        "sessionId": session.session_id,
+        "state": session.state,
+        "queueDepth": session.queue_depth,
+        "generation": session.generation,
+        "lastActivityAt": session.last_activity,
+        "ageMs": max(0, gateway_now - session.last_activity),
+        "activity": activity_json(session, gateway_now),
+        "attention": attention_json(session),
+        "gatewayVerdict": session.gateway_verdict,
+        "lastRecovery": recoveries[-1] if recoveries else None,
+        "recoveryInFlight": session.inflight is not None,
+        "usage": usage_json(session),
+    }
+
+
+def sort_key(session: Session) -> tuple[int, int, str, str]:
+    attention = session.attention
+    if attention is None:
+        return (3, 0, session.key, session.gateway)
+    return (SEVERITY[attention.event_type], -attention.age_ms, session.key, session.gateway)
+
+
+def encode_cursor(key: tuple[int, int, str, str]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(list(key))).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, int, str, str]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        rank, age, key, gateway = orjson.loads(base64.urlsafe_b64decode(padded))
+        if not (isinstance(rank, int) and isinstance(age, int) and isinstance(key, str) and isinstance(gateway, str)):
+            raise ValueError
+        return (rank, age, key, gateway)
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        raise ApiError(422, "validation_failed", "invalid cursor",
+                       [{"loc": ["query", "cursor"], "msg": "not a cursor this service issued"}]) from None
+
+
+def filtered_sessions(service: Service, attention: str | None, state: str | None,
+                      gateway_id: str | None) -> list[Session]:
+    store = service.store
+    if attention is not None and attention != "none":
+        pool = store.candidates  # only considered sessions carry attention
+    else:
+        pool = store.iter_sessions()  # type: ignore[assignment]
+    wanted = ATTENTION_NAMES.get(attention or "")
+    selected = []
+    for session in pool:
+        if gateway_id is not None and session.gateway != gateway_id:
+            continue
+        if state is not None and session.state != state:
+            continue
+        current = session.attention
+        if attention == "none" and current is not None:
+            continue
+        if wanted is not None and (current is None or current.event_type != wanted):
+            continue
+        selected.append(session)
+    return selected
+
+
+# -- routes ------------------------------------------------------------------------------------
+
+router = APIRouter(prefix="/v1", dependencies=[Depends(require_token)], tags=["sessions"])
+
+
+@router.get("/sessions", summary="Sessions the service tracks, most severe first")
+async def list_sessions(
+    request: Request,
+    attention: Literal["long_running", "stalled", "stuck", "none"] | None = None,
+    state: Literal["idle", "processing", "waiting"] | None = None,
+    gatewayId: str | None = Query(None, max_length=128),
+    limit: int = Query(100, ge=1, le=1000),
+    cursor: str | None = Query(None, max_length=4096),
+) -> dict[str, Any]:
+    service = service_of(request)
+    after = decode_cursor(cursor) if cursor else None
+    sessions = filtered_sessions(service, attention, state, gatewayId)
+    remaining = sessions if after is None else [s for s in sessions if sort_key(s) > after]
+    page = heapq.nsmallest(limit + 1, remaining, key=sort_key)
+    next_cursor = encode_cursor(sort_key(page[limit - 1])) if len(page) > limit else None
+    return {
+        "items": [session_json(service, s) for s in page[:limit]],
+        "nextCursor": next_cursor,
+        "total": len(sessions),
+    }
+
+
+@router.get("/sessions/{sessionKey:path}", summary="One session in full, with recent events and recovery history")
+async def get_session(request: Request, sessionKey: str, gatewayId: str | None = Query(None, max_length=128)) -> dict[str, Any]:
+    service = service_of(request)
+    store = service.store
+    if gatewayId is not None:
+        found = [s for s in [store.find(gatewayId, sessionKey)] if s is not None]
+    else:
+        found = store.find_all(sessionKey)
+    if not found:
+        raise ApiError(404, "not_found", f"no session {sessionKey!r}",
+                       [{"loc": ["path", "sessionKey"], "msg": "unknown session"}])
+    if len(found) > 1:
+        raise ApiError(409, "ambiguous_session", f"{len(found)} gateways have a session {sessionKey!r}; name one with ?gatewayId=",
+                       [{"loc": ["query", "gatewayId"], "msg": s.gateway} for s in found])
+    session = found[0]
+    item = session_json(service, session)
+    keys = {session.key, session.session_key, session.session_id}
+    item["recentEvents"] = await asyncio.to_thread(
+        service.journal.recent_events, session.gateway, [k for k in keys if k], RECENT_EVENTS
+    )
+    item["recoveries"] = list(reversed(session.recoveries or []))
+    item["gatewayRecoveries"] = list(reversed(session.gateway_recoveries or []))
+    return item
+
+
+@router.get("/attention", summary="Counts by event type and reason, per gateway, and the oldest sessions under attention")
+async def attention_summary(request: Request) -> dict[str, Any]:
+    service = service_of(request)
+    by_type: Counter[str] = Counter()
+    by_reason: Counter[str] = Counter()
+    per_gateway: dict[str, Counter[str]] = defaultdict(Counter)
+    under = []
+    for session in service.store.candidates:
+        attention = session.attention
+        if attention is None:
+            continue
+        by_type[attention.event_type] += 1
+        by_reason[f"{attention.event_type}/{attention.reason}"] += 1
+        per_gateway[session.gateway][attention.event_type] += 1
+        under.append(session)
+    oldest = heapq.nlargest(20, under, key=lambda s: s.attention.age_ms if s.attention else 0)
+    return {
+        "total": len(under),
+        "byEventType": dict(by_type),
+        "byReason": [
+            {"eventType": key.split("/", 1)[0], "reason": key.split("/", 1)[1], "count": n}
+            for key, n in sorted(by_reason.items())
+        ],
+        "perGateway": {gateway: dict(counts) for gateway, counts in per_gateway.items()},
+        "oldest": [session_json(service, s) for s in oldest],
+    }
+
+
+@router.get("/gateways", summary="Every gateway heard from")
+async def gateways(request: Request) -> dict[str, Any]:
+    service = service_of(request)
+    now = service.clock.now_ms()
+    items = []
+    for info in service.store.gateways.values():
+        items.append({
+            "gatewayId": info.gateway_id,
+            "firstHeardAt": info.first_heard,
+            "lastHeardAt": info.last_heard,
+            "eventsAccepted": info.events_accepted,
+            "silent": service.is_silent(info, now),
+            "clockSkewMs": info.skew_ms,
+            "sessions": len(info.sessions),
+            "forwarderQueued": info.forwarder_queued,
+            "forwarderDropped": info.forwarder_dropped,
+        })
+    items.sort(key=lambda g: g["gatewayId"])
+    return {"items": items}
+
+
+health = APIRouter(dependencies=[Depends(require_token_for_health)], tags=["health"])
+
+
+@health.get("/healthz", summary="The process is up")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@health.get("/readyz", summary="Journal open and monitor running; exporter health (degrades, never unready)")
+async def readyz(request: Request) -> JSONResponse:
+    service = service_of(request)
+    journal_ok = service.journal.healthy
+    monitor_ok = service.monitor.running
+    exporter = service.recorder.export_health()
+    failures = sum((exporter.get("failures") or {}).values())
+    ready = journal_ok and monitor_ok
+    body = {
+        "status": "ready" if ready else "unready",
+        "journal": "ok" if journal_ok else f"failed: {service.journal.failed}",
+        "monitor": {"running": monitor_ok, "ticks": service.monitor.ticks, "lastTickAt": service.monitor.last_tick_at},
+        "exporter": {**exporter, "status": "degraded" if failures else exporter.get("status", "ok")},
+        "sessions": service.store.session_count,
+    }
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@health.get("/metrics", summary="Prometheus text exposition of every instrument")
+async def metrics(request: Request) -> Response:
+    payload, content_type = service_of(request).recorder.render_metrics()
+    return Response(payload, media_type=content_type)
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [{"loc": list(error["loc"]), "msg": error["msg"]} for error in exc.errors()]
+        return JSONResponse(error_body("validation_failed", "the request is invalid", details), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(error_body(code, str(exc.detail), []), status_code=exc.status_code)
+
+
+# -- OpenAPI for the raw ingest route ----------------------------------------------------------
+
+EXAMPLE_EVENTS = [
+    {"type": "session.state", "gatewayId": "gw-1", "sessionKey": "agent:main:main", "sessionId": "9bd4f10f",
+     "state": "processing", "reason": "run_started", "queueDepth": 0, "seq": 147, "ts": 1795575850871},
+    {"type": "model.call.started", "gatewayId": "gw-1", "sessionKey": "agent:main:main", "runId": "5c23b3a8",
+     "provider": "openai", "model": "gpt-5", "seq": 150, "ts": 1795575850900},
+]
+
+INGEST_OPENAPI: dict[str, Any] = {
+    "post": {
+        "tags": ["ingest"],
+        "summary": "Ingest diagnostic events (one object, a JSON array, or NDJSON)",
+        "description": (
+            "Events mirror OpenClaw's diagnostic events (see the events vocabulary in the README). "
+            "Partial success: valid events are applied even when others are rejected. Idempotent by "
+            "`eventId`, else `(gatewayId, seq, ts)`. `Content-Encoding: gzip` accepted. The 202 is sent "
+            "only after the accepted events are committed to the journal."
+        ),
+        "operationId": "ingest_events",
+        "security": [{"bearer": []}],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {"oneOf": [{"$ref": "#/components/schemas/Event"},
+                                         {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}]},
+                    "examples": {"batch": {"summary": "A batch", "value": EXAMPLE_EVENTS},
+                                 "single": {"summary": "One event", "value": EXAMPLE_EVENTS[0]}},
+                },
+                "application/x-ndjson": {
+                    "schema": {"type": "string"},
+                    "example": "\n".join(orjson.dumps(e).decode() for e in EXAMPLE_EVENTS),
+                },
+            },
+        },
+        "responses": {
+            "202": {"description": "Accepted (possibly partially)", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/IngestResult"},
+                "example": {"accepted": 2, "duplicates": 0, "ignored": 0, "rejected": []}}}},
+            "400": {"description": "The body cannot be parsed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            "401": {"description": "Missing or wrong bearer token", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            "413": {"description": "Body or batch too large", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            "415": {"description": "Unsupported content type or encoding", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            "422": {"description": "Every event was rejected", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Error"},
+                "example": {"error": {"code": "validation_failed", "message": "all 1 events were rejected",
+                                      "details": [{"loc": ["body", 0, "sessionKey"], "msg": "sessionKey, sessionId or runId is required"}]}}}}},
+            "503": {"description": "The journal cannot commit; nothing was acknowledged"},
+        },
+    }
+}
+
+RECOVERY_WEBHOOK_DOC = (
+    "Recovery webhook (OPENCLAW_DIAG_RECOVERY_MODE=webhook): the service POSTs "
+    "`{gatewayId, sessionKey, sessionId, ageMs, queueDepth, expectedState, stateGeneration, reason, "
+    "activeWorkKind, allowActiveAbort, requestedAt}` to OPENCLAW_DIAG_RECOVERY_WEBHOOK_URL ({gatewayId} "
+    "replaced). The gateway answers 200 with `{status, action, outcomeReason?, released?, queuedCount?, "
+    "aborted?, drained?, forceCleared?}` — status/action one of aborted/abort_embedded_run, "
+    "released/release_lane, skipped/observe_only|keep_lane, noop/none, failed/none. Anything else is "
+    "recorded as failed/none/exception. No automatic retry."
+)
+
+
+def install_openapi(app: FastAPI) -> None:
+    from fastapi.openapi.utils import get_openapi
+
+    from app.events import Event
+
+    import msgspec
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+        (event_schema,), components = msgspec.json.schema_components([Event], ref_template="#/components/schemas/{name}")
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        schemas.update(components)
+        schemas["IngestResult"] = {
+            "type": "object",
+            "properties": {
+                "accepted": {"type": "integer"}, "duplicates": {"type": "integer"}, "ignored": {"type": "integer"},
+                "rejected": {"type": "array", "items": {"type": "object", "properties": {
+                    "index": {"type": "integer"}, "errors": {"type": "array", "items": {"type": "object"}}}}},
+            },
+        }
+        schemas["Error"] = {
+            "type": "object",
+            "properties": {"error": {"type": "object", "properties": {
+                "code": {"type": "string"}, "message": {"type": "string"},
+                "details": {"type": "array", "items": {"type": "object", "properties": {
+                    "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
+                    "msg": {"type": "string"}}}}}}},
+        }
+        schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+        schema["paths"] = {INGEST_PATH: INGEST_OPENAPI, **schema["paths"]}
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

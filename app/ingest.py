@@ -1,0 +1,227 @@
+"""POST /v1/events: the hot path, as a raw ASGI endpoint (spec: api.md "Ingest").
+
+FastAPI's per-request machinery costs more than the whole of decoding and applying a batch, so
+ingest is served here, ahead of the router; its schema is added to the OpenAPI document by hand
+(app/api.py). Everything a client sends ends as a 2xx or a 4xx with the error envelope.
+"""
+
+from __future__ import annotations
+
+import hmac
+import zlib
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from app.events import BodyError, Decoded, Rejection, decode_json, decode_ndjson
+from app.store import ACCEPTED, DUPLICATE, IGNORED, REJECTED, DEFAULT_GATEWAY, dedupe_key
+
+if TYPE_CHECKING:
+    from app.main import Service
+
+INGEST_PATH = "/v1/events"
+_JSON_TYPES = frozenset({b"application/json", b"text/json", b""})
+_NDJSON_TYPES = frozenset({b"application/x-ndjson", b"application/ndjson", b"application/jsonl",
+                           b"application/x-jsonlines"})
+
+
+class ClientError(Exception):
+    def __init__(self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None,
+                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body = error_body(code, message, details or [])
+        self.headers = headers or []
+
+
+def error_body(code: str, message: str, details: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
+def authorize(tokens: dict[str, str | None], header: bytes | None) -> tuple[bool, str | None]:
+    """Constant-time check of `Authorization: Bearer <token>`; returns (ok, bound gateway)."""
+    if not tokens:
+        return True, None
+    if not header or not header[:7].lower() == b"bearer ":
+        return False, None
+    offered = header[7:].strip()
+    match: str | None = None
+    ok = False
+    for token, gateway in tokens.items():
+        if hmac.compare_digest(offered, token.encode()):
+            ok, match = True, gateway
+    return ok, match
+
+
+class IngestMiddleware:
+    """Serves POST /v1/events itself and hands every other request to the app."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] != INGEST_PATH:
+            await self.app(scope, receive, send)
+            return
+        service: Service = scope["app"].state.service
+        try:
+            if scope["method"] != "POST":
+                raise ClientError(405, "method_not_allowed", "use POST", headers=[(b"allow", b"POST")])
+            status, body = await ingest(service, scope, receive)
+            headers: list[tuple[bytes, bytes]] = []
+        except ClientError as exc:
+            status, body, headers = exc.status, exc.body, exc.headers
+        payload = orjson.dumps(body)
+        await send({
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                        *headers],
+        })
+        await send({"type": "http.response.body", "body": payload})
+
+
+def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
+    return {name: value for name, value in scope["headers"]}
+
+
+async def _read_body(receive: Any, limit: int) -> bytes:
+    chunks = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientError(400, "client_disconnected", "the client went away before the body was read")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _too_large(limit: int) -> ClientError:
+    return ClientError(413, "payload_too_large", f"the body is larger than {limit} bytes (OPENCLAW_DIAG_MAX_BODY_BYTES)")
+
+
+def _gunzip(data: bytes, limit: int) -> bytes:
+    decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = decompressor.decompress(data, limit + 1)
+    except zlib.error as exc:
+        raise ClientError(400, "invalid_body", f"the gzip body cannot be decompressed: {exc}") from None
+    if len(out) > limit or decompressor.unconsumed_tail:
+        raise _too_large(limit)
+    if not decompressor.eof:
+        raise ClientError(400, "invalid_body", "the gzip body is truncated")
+    return out
+
+
+async def ingest(service: Service, scope: dict[str, Any], receive: Any) -> tuple[int, dict[str, Any]]:
+    settings = service.settings
+    headers = _headers(scope)
+    ok, bound_gateway = authorize(service.tokens, headers.get(b"authorization"))
+    if not ok:
+        raise ClientError(401, "unauthorized", "a valid bearer token is required",
+                          headers=[(b"www-authenticate", b"Bearer")])
+    content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+    if content_type in _NDJSON_TYPES:
+        decode = decode_ndjson
+    elif content_type in _JSON_TYPES:
+        decode = decode_json
+    else:
+        raise ClientError(415, "unsupported_media_type",
+                          "send application/json (an event or an array) or application/x-ndjson")
+    encoding = headers.get(b"content-encoding", b"identity").strip().lower()
+    if encoding not in (b"identity", b"gzip", b""):
+        raise ClientError(415, "unsupported_media_type", "Content-Encoding must be gzip or identity")
+    length = headers.get(b"content-length")
+    limit = settings.max_body_bytes
+    if length is not None and length.isdigit() and int(length) > limit and encoding != b"gzip":
+        raise _too_large(limit)
+    body = await _read_body(receive, limit)
+    if encoding == b"gzip":
+        body = _gunzip(body, limit)
+    try:
+        decoded = decode(body)
+    except BodyError as exc:
+        raise ClientError(400, "invalid_json", f"the body cannot be parsed: {exc}") from None
+    if decoded.total > settings.max_batch_events:
+        raise ClientError(413, "batch_too_large",
+                          f"{decoded.total} events; at most {settings.max_batch_events} (OPENCLAW_DIAG_MAX_BATCH_EVENTS)")
+    bind_gateways(decoded, bound_gateway)
+    if decoded.total and not decoded.events:
+        service.recorder.events_counted(_rejected_counts(decoded, bound_gateway))
+        details = [error for rejection in decoded.rejected for error in rejection.errors]
+        raise ClientError(422, "validation_failed", f"all {decoded.total} events were rejected", details)
+    counts = apply_events(service, decoded, bound_gateway)
+    await service.journal.commit()
+    return 202, {
+        "accepted": counts[ACCEPTED],
+        "duplicates": counts[DUPLICATE],
+        "ignored": counts[IGNORED],
+        "rejected": [rejection.as_json() for rejection in sorted(decoded.rejected, key=lambda r: r.index)],
+    }
+
+
+def bind_gateways(decoded: Decoded, bound_gateway: str | None) -> None:
+    """Events sent with a gateway-bound token belong to that gateway; naming another is an error."""
+    if bound_gateway is None:
+        return
+    kept = []
+    for index, event in decoded.events:
+        if event.gatewayId is None:
+            event.gatewayId = bound_gateway
+        elif event.gatewayId != bound_gateway:
+            decoded.rejected.append(Rejection(index, [{
+                "loc": ["body", index, "gatewayId"],
+                "msg": f"the token is bound to gateway {bound_gateway}",
+            }]))
+            continue
+        kept.append((index, event))
+    decoded.events = kept
+
+
+def _rejected_counts(decoded: Decoded, gateway: str | None) -> Counter[tuple[str, str, str]]:
+    return Counter({(gateway or DEFAULT_GATEWAY, "other", REJECTED): len(decoded.rejected)})
+
+
+def apply_events(service: Service, decoded: Decoded, bound_gateway: str | None) -> Counter[str]:
+    """Apply the valid events in order; journal them; feed telemetry. Returns outcome counts."""
+    store = service.store
+    journal = service.journal
+    recorder = service.recorder
+    now = service.clock.now_ms()
+    outcomes: Counter[str] = Counter()
+    per_type: Counter[tuple[str, str, str]] = Counter()
+    for _, event in decoded.events:
+        gateway = event.gatewayId or DEFAULT_GATEWAY
+        event.gatewayId = gateway
+        result = store.apply_event(event, now)
+        outcome = result.outcome
+        outcomes[outcome] += 1
+        per_type[(gateway, event.type, outcome)] += 1
+        if outcome == DUPLICATE:
+            continue
+        session = result.session
+        journal.record_event(event, now, session.key if session is not None else _event_session(event),
+                             dedupe_key(gateway, event))
+        if outcome != ACCEPTED:
+            continue
+        if result.clamped:
+            recorder.clock_clamped(gateway)
+        if event.type == "session.state":
+            recorder.session_state(gateway, event.state or "idle", event.reason)
+        elif result.forwarder_dropped:
+            recorder.forwarder_dropped(gateway, result.forwarder_dropped)
+        recorder.event_applied(event, gateway)
+    for rejection in decoded.rejected:
+        per_type[(bound_gateway or DEFAULT_GATEWAY, "other", REJECTED)] += 1
+    recorder.events_counted(per_type)
+    return outcomes
+
+
+def _event_session(event: Any) -> str | None:
+    return event.sessionKey or event.sessionId

@@ -1,0 +1,195 @@
+"""The service: wiring of store, journal, monitor, recovery and telemetry, and the ASGI app.
+
+`app.main:app` is the ASGI application; `create_app(settings)` builds one (tests build several).
+Everything with state is created in the lifespan and hangs off `app.state.service`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from app import api
+from app.ingest import IngestMiddleware
+from app.journal import Journal
+from app.monitor import Clock, Monitor, MonitorConfig, SystemClock
+from app.recovery import Executor, ObserveExecutor, RecoveryCoordinator, WebhookExecutor
+from app.settings import Settings, load_settings
+from app.store import GatewayInfo, Store
+from telemetry.record import GatewayStatus, LiveSources, Recorder, SessionCount
+
+log = logging.getLogger("openclaw.diagnostics")
+
+_ATTENTION_LABEL = {"session.long_running": "long_running", "session.stalled": "stalled", "session.stuck": "stuck"}
+
+
+def build_recorder(settings: Settings) -> Recorder:
+    try:
+        from telemetry.setup import build_recorder as build
+    except ImportError:  # telemetry not wired yet: no-op recorder
+        return Recorder()
+    return build(gateway_attribute=settings.gateway_attribute, cardinality_limit=settings.metric_cardinality_limit)
+
+
+def build_executor(settings: Settings) -> Executor:
+    if settings.recovery_mode == "webhook":
+        return WebhookExecutor(settings.recovery_webhook_url, settings.recovery_webhook_token,
+                               settings.recovery_timeout_ms)
+    return ObserveExecutor()
+
+
+class Service:
+    """Everything the running service owns, created and closed by the app's lifespan."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None, recorder: Recorder | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.recorder = recorder or build_recorder(settings)
+        self.tokens = settings.tokens()
+        self.store = Store(max_clock_skew_ms=settings.max_clock_skew_ms)
+        self.journal = Journal(settings.data_dir, self.store)
+        self.coordinator: RecoveryCoordinator
+        self.monitor: Monitor
+        self._checkpointer: asyncio.Task[None] | None = None
+
+    async def open(self) -> None:
+        restored = await asyncio.to_thread(self.journal.open)
+        settings = self.settings
+        now = self.clock.now_ms()
+        self.coordinator = RecoveryCoordinator(
+            self.store, self.journal, self.recorder, build_executor(settings),
+            now_ms=self.clock.now_ms, concurrency=settings.recovery_concurrency,
+            timeout_ms=settings.recovery_timeout_ms + 1_000,
+        )
+        self.monitor = Monitor(
+            self.store,
+            MonitorConfig(
+                warn_ms=settings.warn_ms,
+                abort_ms=settings.abort_ms,
+                scan_interval_ms=settings.scan_interval_ms,
+                stalled_report_interval_ms=settings.stalled_report_interval_ms,
+                gateway_silence_ms=settings.gateway_silence_ms,
+                session_idle_ttl_ms=settings.session_idle_ttl_ms,
+                max_sessions=settings.max_sessions,
+            ),
+            clock=self.clock,
+            journal=self.journal,
+            recovery=self.coordinator,
+            recorder=self.recorder,
+            # Events may have been missed while the service was down: no recovery for one warn.
+            warm_until=now + settings.warn_ms if restored else None,
+        )
+        interrupted = self.coordinator.complete_interrupted()
+        if restored:
+            log.info("restored %d sessions from %s (%d recoveries interrupted)",
+                     self.store.session_count, self.journal.path, interrupted)
+        self.recorder.bind(LiveSources(sessions=self.session_counts, gateways=self.gateway_statuses))
+        self.monitor.start()
+        self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="openclaw-checkpoint")
+
+    async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            await asyncio.gather(self._checkpointer, return_exceptions=True)
+        await self.monitor.stop()
+        await self.coordinator.aclose()
+        try:
+            await self._checkpoint()
+        finally:
+            await asyncio.to_thread(self.journal.close)
+            self.recorder.shutdown()
+
+    async def _checkpoint(self) -> None:
+        settings = self.settings
+        await self.journal.checkpoint(self.clock.now_ms(), settings.journal_retention_ms, settings.journal_max_rows)
+
+    async def _checkpoint_loop(self) -> None:
+        interval = self.settings.checkpoint_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._checkpoint()
+            except Exception:
+                log.exception("checkpoint failed")
+
+    # -- views the API and telemetry share ---------------------------------------------------
+
+    def gateway_now(self, gateway_id: str) -> int:
+        now = self.clock.now_ms()
+        info = self.store.gateways.get(gateway_id)
+        return info.now(now) if info else now
+
+    def is_silent(self, info: GatewayInfo, now: int) -> bool:
+        return now - info.last_heard > self.settings.gateway_silence_ms
+
+    def session_counts(self) -> Iterable[SessionCount]:
+        under: Counter[tuple[str, str, str, str]] = Counter()
+        for session in list(self.store.candidates):
+            attention = session.attention
+            if attention is not None:
+                under[(session.gateway, session.state, _ATTENTION_LABEL[attention.event_type], attention.reason)] += 1
+        flagged: Counter[tuple[str, str]] = Counter()
+        rows = []
+        for (gateway, state, label, reason), count in under.items():
+            flagged[(gateway, state)] += count
+            rows.append(SessionCount(gateway, state, label, reason, count))
+        for (gateway, state), count in list(self.store.state_counts.items()):
+            rest = count - flagged[(gateway, state)]
+            if rest > 0 or count:
+                rows.append(SessionCount(gateway, state, "none", None, max(0, rest)))
+        return rows
+
+    def gateway_statuses(self) -> Iterable[GatewayStatus]:
+        now = self.clock.now_ms()
+        return [
+            GatewayStatus(info.gateway_id, self.is_silent(info, now), info.skew_ms, info.forwarder_queued)
+            for info in list(self.store.gateways.values())
+        ]
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
+               recorder: Recorder | None = None) -> FastAPI:
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.ingest_tokens:
+            log.warning("no OPENCLAW_DIAG_INGEST_TOKENS: the API is unauthenticated (bind stays on %s)", settings.host)
+        service = Service(settings, clock, recorder)
+        await service.open()
+        app.state.service = service
+        try:
+            yield
+        finally:
+            await service.close()
+
+    app = FastAPI(
+        title="openclaw-diagnostics",
+        version="0.1.0",
+        description=(
+            "Watches OpenClaw gateway sessions from the outside: long-running, stalled and stuck "
+            "sessions, recovery requests, OpenTelemetry.\n\n" + api.RECOVERY_WEBHOOK_DOC
+        ),
+        lifespan=lifespan,
+    )
+    app.include_router(api.router)
+    app.include_router(api.health)
+    api.install_error_handlers(app)
+    api.install_openapi(app)
+    app.add_middleware(IngestMiddleware)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    # `app.main:app` is built on first access, so importing this module never reads the environment.
+    if name == "app":
+        application = create_app()
+        globals()["app"] = application
+        return application
+    raise AttributeError(name)
