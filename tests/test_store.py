@@ -1,0 +1,337 @@
+"""How each event updates a session (events.md): clocks, aliases, owners, tombstones, order."""
+
+from __future__ import annotations
+
+import msgspec
+import pytest
+
+from app.events import Event
+from app.store import ACCEPTED, DUPLICATE, IGNORED, Store
+
+T0 = 1_800_000_000_000
+
+
+def ev(type_: str, ts: int | None = T0, **fields) -> Event:
+    data = {"type": type_, **fields}
+    if ts is not None:
+        data["ts"] = ts
+    return msgspec.convert(data, Event)
+
+
+def apply(store: Store, type_: str, ts: int | None = T0, received: int | None = None, **fields):
+    return store.apply_event(ev(type_, ts, **fields), received if received is not None else (ts or T0))
+
+
+@pytest.fixture
+def store() -> Store:
+    return Store()
+
+
+def session(store: Store, key: str = "s1", gateway: str = "default"):
+    found = store.find(gateway, key)
+    assert found is not None, f"no session {key}"
+    return found
+
+
+def test_new_record_defaults(store):
+    apply(store, "message.queued", source="telegram", sessionKey="s1")
+    s = session(store)
+    assert (s.state, s.queue_depth, s.generation, s.last_activity) == ("idle", 1, 1, T0)
+    assert s.snapshot(T0).active_work_kind is None
+
+
+def test_session_state_sets_state_and_queue(store):
+    apply(store, "session.state", state="processing", queueDepth=3, sessionKey="s1")
+    s = session(store)
+    assert (s.state, s.queue_depth, s.generation) == ("processing", 3, 1)
+    apply(store, "session.state", T0 + 1, state="idle", sessionKey="s1")
+    assert (s.state, s.queue_depth, s.generation) == ("idle", 2, 2)  # idle dequeues one
+
+
+def test_message_queued_uses_given_depth_else_increments(store):
+    apply(store, "message.queued", source="x", sessionKey="s1")
+    apply(store, "message.queued", T0 + 1, source="x", sessionKey="s1")
+    assert session(store).queue_depth == 2
+    apply(store, "message.queued", T0 + 2, source="x", sessionKey="s1", queueDepth=7)
+    assert session(store).queue_depth == 7
+
+
+def test_state_change_clears_monitor_memory(store):
+    apply(store, "session.state", state="processing", sessionKey="s1")
+    s = session(store)
+    store.set_monitor_memory(s, None, 5, 6, 7)
+    apply(store, "session.progress", T0 + 10, sessionKey="s1", reason="reply")
+    assert (s.last_stuck_warn_age, s.last_long_running_warn_age, s.stalled_reported_at) == (None, None, None)
+    assert s.last_activity == T0 + 10
+
+
+def test_stale_session_state_changes_nothing(store):
+    apply(store, "session.state", T0 + 100, state="processing", queueDepth=2, sessionKey="s1")
+    result = apply(store, "session.state", T0 + 50, state="idle", queueDepth=0, sessionKey="s1")
+    s = session(store)
+    assert result.outcome == ACCEPTED and result.stale_state
+    assert (s.state, s.queue_depth, s.generation, s.last_activity) == ("processing", 2, 1, T0 + 100)
+
+
+def test_activity_clock_is_separate_from_session_clock(store):
+    apply(store, "session.state", state="processing", sessionKey="s1")
+    apply(store, "model.call.started", T0 + 500, sessionKey="s1", runId="r1", provider="p", model="m")
+    s = session(store)
+    assert s.last_activity == T0
+    snap = s.snapshot(T0 + 1500)
+    assert (snap.active_work_kind, snap.last_progress_age_ms, snap.last_progress_reason) == (
+        "model_call", 1000, "model_call:started")
+
+
+def test_progress_clock_never_moves_backwards(store):
+    apply(store, "run.progress", T0 + 100, sessionKey="s1", reason="late")
+    apply(store, "run.progress", T0 + 50, sessionKey="s1", reason="early")
+    snap = session(store).snapshot(T0 + 100)
+    assert (snap.last_progress_age_ms, snap.last_progress_reason) == (0, "late")
+
+
+def test_snapshot_reports_oldest_tool_and_kind_priority(store):
+    apply(store, "run.started", sessionKey="s1", runId="r1")
+    apply(store, "model.call.started", T0 + 1, sessionKey="s1", runId="r1", provider="p", model="m")
+    assert session(store).snapshot(T0 + 2).active_work_kind == "model_call"
+    apply(store, "tool.execution.started", T0 + 10, sessionKey="s1", runId="r1", toolName="exec", toolCallId="c1")
+    apply(store, "tool.execution.started", T0 + 20, sessionKey="s1", runId="r1", toolName="read", toolCallId="c2")
+    snap = session(store).snapshot(T0 + 110)
+    assert (snap.active_work_kind, snap.active_tool_name, snap.active_tool_call_id, snap.active_tool_age_ms) == (
+        "tool_call", "exec", "c1", 100)
+    assert snap.has_active_embedded_run is True
+
+
+def test_end_events_remove_their_markers(store):
+    apply(store, "run.started", sessionKey="s1", runId="r1")
+    apply(store, "tool.execution.started", T0 + 1, sessionKey="s1", runId="r1", toolName="exec", toolCallId="c1")
+    apply(store, "tool.execution.completed", T0 + 2, sessionKey="s1", runId="r1", toolName="exec", toolCallId="c1")
+    apply(store, "model.call.started", T0 + 3, sessionKey="s1", runId="r1", provider="p", model="m", callId="x1")
+    apply(store, "model.call.error", T0 + 4, sessionKey="s1", runId="r1", provider="p", model="m", callId="other")
+    snap = session(store).snapshot(T0 + 5)
+    assert snap.active_work_kind == "embedded_run"  # the call id is not part of the key
+    assert snap.last_progress_reason == "model_call:ended"
+
+
+def test_run_completed_clears_everything_and_keeps_the_mapping(store):
+    apply(store, "run.started", sessionKey="s1", runId="r1")
+    apply(store, "tool.execution.started", T0 + 1, sessionKey="s1", runId="r1", toolName="exec")
+    apply(store, "run.completed", T0 + 2, sessionKey="s1", runId="r1")
+    snap = session(store).snapshot(T0 + 3)
+    assert snap.active_work_kind is None and snap.has_active_embedded_run is None
+    # a late event of that run still resolves by runId alone, within 60 s
+    result = apply(store, "run.progress", T0 + 30_000, runId="r1", reason="late")
+    assert result.outcome == ACCEPTED and result.session is session(store)
+
+
+def test_idle_ends_run_owners_but_keeps_orphans(store):
+    apply(store, "run.started", sessionKey="s1", runId="r1")
+    apply(store, "session.state", T0 + 1, state="processing", sessionKey="s1")
+    apply(store, "model.call.started", T0 + 2, sessionKey="s1", runId="r1", provider="p", model="m")
+    apply(store, "session.state", T0 + 3, state="idle", sessionKey="s1")
+    snap = session(store).snapshot(T0 + 4)
+    assert snap.active_work_kind == "model_call"
+    assert snap.has_active_embedded_run is None
+
+
+def test_explicit_embedded_run_survives_idle(store):
+    apply(store, "embedded_run.started", sessionKey="s1", sessionId="id1")
+    apply(store, "model.call.started", T0 + 2, sessionKey="s1", provider="p", model="m")
+    apply(store, "session.state", T0 + 3, state="idle", sessionKey="s1")
+    assert session(store).snapshot(T0 + 4).has_active_embedded_run is True
+    apply(store, "embedded_run.ended", T0 + 5, sessionKey="s1", sessionId="id1")
+    snap = session(store).snapshot(T0 + 6)
+    assert snap.active_work_kind is None  # clearRunActivity defaults to true
+
+
+def test_embedded_run_ended_can_keep_run_activity(store):
+    apply(store, "embedded_run.started", sessionKey="s1", workKey="w")
+    apply(store, "tool.execution.started", T0 + 1, sessionKey="s1", toolName="exec")
+    apply(store, "embedded_run.ended", T0 + 2, sessionKey="s1", workKey="w", clearRunActivity=False)
+    assert session(store).snapshot(T0 + 3).active_work_kind == "tool_call"
+
+
+def test_end_before_start_leaves_a_tombstone(store):
+    apply(store, "run.progress", sessionKey="s1", reason="x")  # activity record exists
+    end = apply(store, "tool.execution.completed", T0 + 1, sessionKey="s1", runId="r1", toolName="exec", toolCallId="c")
+    assert end.outcome == ACCEPTED
+    start = apply(store, "tool.execution.started", T0 + 2, sessionKey="s1", runId="r1", toolName="exec", toolCallId="c")
+    assert start.outcome == IGNORED
+    assert session(store).snapshot(T0 + 3).active_work_kind is None
+    # consumed: a second start is applied
+    again = apply(store, "tool.execution.started", T0 + 4, sessionKey="s1", runId="r1", toolName="exec", toolCallId="c")
+    assert again.outcome == ACCEPTED
+
+
+def test_tombstone_on_a_session_without_activity_and_its_expiry(store):
+    end = apply(store, "model.call.completed", sessionKey="s9", runId="r", provider="p", model="m")
+    assert end.outcome == ACCEPTED and store.find("default", "s9") is None  # no record created
+    late = apply(store, "model.call.started", T0 + 61_000, sessionKey="s9", runId="r", provider="p", model="m")
+    assert late.outcome == ACCEPTED  # tombstone expired after 60 s
+    assert session(store, "s9").snapshot(T0 + 61_000).active_work_kind == "model_call"
+
+
+def test_run_id_only_event_unknown_is_ignored(store):
+    assert apply(store, "run.progress", runId="nobody", reason="x").outcome == IGNORED
+
+
+def test_alias_merge_folds_id_only_record(store):
+    apply(store, "session.state", T0, state="processing", queueDepth=2, sessionId="id1")
+    apply(store, "model.call.started", T0 + 5, sessionId="id1", provider="p", model="m")
+    apply(store, "message.queued", T0 + 10, source="x", sessionKey="k1", queueDepth=1)
+    apply(store, "run.progress", T0 + 20, sessionKey="k1", sessionId="id1", reason="link")
+    assert store.find("default", "id1") is store.find("default", "k1")
+    s = session(store, "k1")
+    assert s.state == "idle"  # the key's record had the later lastActivity
+    assert s.queue_depth == 2 and s.generation == 2  # max(1, 1) + 1
+    assert s.snapshot(T0 + 20).active_work_kind == "model_call"
+    assert store.session_count == 1
+
+
+def test_alias_merge_state_tie_prefers_processing(store):
+    apply(store, "session.state", T0, state="processing", sessionId="id1")
+    apply(store, "session.state", T0, state="idle", sessionKey="k1")
+    apply(store, "run.progress", T0 + 1, sessionKey="k1", sessionId="id1", reason="link")
+    assert session(store, "k1").state == "processing"
+
+
+def test_session_id_relinked_to_new_key(store):
+    apply(store, "session.state", state="processing", sessionKey="k1", sessionId="id1")
+    apply(store, "session.state", T0 + 1, state="processing", sessionKey="k2", sessionId="id1")
+    assert store.find("default", "id1") is session(store, "k2")
+    assert session(store, "k1").session_id is None
+    assert store.session_count == 2
+
+
+def test_gateways_never_mix(store):
+    apply(store, "message.queued", source="x", sessionKey="s1", gatewayId="a")
+    apply(store, "message.queued", source="x", sessionKey="s1", gatewayId="b")
+    assert session(store, "s1", "a") is not session(store, "s1", "b")
+    assert len(store.find_all("s1")) == 2
+
+
+def test_dedupe_by_event_id_and_by_seq_ts(store):
+    assert apply(store, "message.queued", source="x", sessionKey="s1", eventId="e1").outcome == ACCEPTED
+    assert apply(store, "message.queued", source="x", sessionKey="s1", eventId="e1").outcome == DUPLICATE
+    assert apply(store, "message.queued", source="x", sessionKey="s1", seq=5).outcome == ACCEPTED
+    assert apply(store, "message.queued", source="x", sessionKey="s1", seq=5).outcome == DUPLICATE
+    assert apply(store, "message.queued", None, source="x", sessionKey="s1", seq=5).outcome == ACCEPTED
+    assert session(store).queue_depth == 3
+    # another gateway's identical key is not a duplicate
+    assert apply(store, "message.queued", source="x", sessionKey="s1", eventId="e1", gatewayId="b").outcome == ACCEPTED
+
+
+def test_dedupe_window_forgets_after_an_hour(store):
+    apply(store, "message.queued", source="x", sessionKey="s1", eventId="e1")
+    later = T0 + 3_600_001
+    assert store.apply_event(ev("message.queued", later, source="x", sessionKey="s1", eventId="e1"), later).outcome == ACCEPTED
+
+
+def test_future_ts_is_clamped_to_receive_time(store):
+    result = apply(store, "session.state", T0 + 120_000, received=T0, state="processing", sessionKey="s1")
+    assert result.clamped
+    assert session(store).last_activity == T0
+
+
+def test_skew_is_the_minimum_delay_and_defines_gateway_now(store):
+    # the gateway's clock runs 5 minutes behind the service's
+    behind = 300_000
+    apply(store, "session.state", T0 - behind, received=T0 + 40, state="processing", sessionKey="s1")
+    apply(store, "run.progress", T0 - behind + 1000, received=T0 + 1000 + 15, sessionKey="s1", reason="x")
+    info = store.gateways["default"]
+    assert info.skew_ms == behind + 15
+    assert info.now(T0 + 2000) == T0 - behind + 2000 - 15
+
+
+def test_missing_ts_uses_gateway_now(store):
+    apply(store, "session.state", T0 - 10_000, received=T0, state="processing", sessionKey="s1")
+    apply(store, "session.progress", None, received=T0 + 500, sessionKey="s1")
+    assert session(store).last_activity == T0 - 10_000 + 500
+
+
+def test_usage_sums_on_existing_sessions_only(store):
+    usage = {"input": 10, "output": 6, "cacheRead": 1, "cacheWrite": 2, "total": 19}
+    apply(store, "model.usage", sessionKey="nobody", usage=usage, costUsd=0.5)
+    assert store.find("default", "nobody") is None
+    apply(store, "session.state", state="processing", sessionKey="s1")
+    generation = session(store).generation
+    apply(store, "model.usage", T0 + 1, sessionKey="s1", usage=usage, costUsd=0.5)
+    apply(store, "model.usage", T0 + 2, sessionKey="s1", usage=usage, costUsd=0.25)
+    s = session(store)
+    assert s.usage == [20, 12, 2, 4, 38, 0.75]
+    assert s.generation == generation and s.last_activity == T0
+
+
+def test_gateway_verdicts_are_stored_not_applied(store):
+    apply(store, "session.state", state="processing", sessionKey="s1")
+    apply(store, "session.stalled", T0 + 5, sessionKey="s1", state="processing", reason="active_work_without_progress",
+          ageMs=89040.5, activeWorkKind="model_call", classification="stalled_agent_run")
+    s = session(store)
+    assert s.gateway_verdict["eventType"] == "session.stalled"
+    assert s.gateway_verdict["ageMs"] == 89040
+    assert s.attention is None and s.generation == 1
+
+
+def test_keepalive_reports_drop_increases(store):
+    r1 = apply(store, "forwarder.keepalive", queued=3, dropped=10)
+    r2 = apply(store, "forwarder.keepalive", queued=0, dropped=14)
+    r3 = apply(store, "forwarder.keepalive", queued=0, dropped=2)  # forwarder restarted
+    assert (r1.forwarder_dropped, r2.forwarder_dropped, r3.forwarder_dropped) == (0, 4, 2)
+    assert store.gateways["default"].forwarder_queued == 0
+    assert store.session_count == 0
+
+
+def test_metrics_only_events_never_create_sessions(store):
+    result = apply(store, "queue.lane.enqueue", lane="session:s1", queueSize=1, sessionKey="s1")
+    assert result.outcome == ACCEPTED and store.session_count == 0
+
+
+def test_candidate_index(store):
+    apply(store, "session.state", state="processing", sessionKey="p")
+    apply(store, "session.state", state="waiting", sessionKey="w")
+    apply(store, "message.queued", source="x", sessionKey="q")  # idle, queued, no markers
+    apply(store, "model.call.started", sessionKey="q", provider="p", model="m")
+    apply(store, "message.queued", source="x", sessionKey="plain")
+    assert {s.key for s in store.candidates} == {"p", "q"}
+    apply(store, "session.state", T0 + 1, state="idle", sessionKey="p")
+    assert {s.key for s in store.candidates} == {"q"}
+
+
+def test_state_counts_follow_every_change(store):
+    apply(store, "session.state", state="processing", sessionKey="a")
+    apply(store, "session.state", state="processing", sessionKey="b")
+    apply(store, "session.state", T0 + 1, state="idle", sessionKey="b")
+    assert +store.state_counts == {("default", "processing"): 1, ("default", "idle"): 1}
+    store.evict(session(store, "b"))
+    assert +store.state_counts == {("default", "processing"): 1}
+
+
+def test_recovery_generation_guard(store):
+    apply(store, "session.state", state="idle", sessionKey="s1")
+    apply(store, "message.queued", T0 + 1, source="x", sessionKey="s1", queueDepth=2)
+    s = session(store)
+    request = {"stateGeneration": s.generation, "expectedState": "idle", "requestedAt": T0 + 10, "queueDepth": 2}
+    assert store.is_current(s, request)
+    apply(store, "run.started", T0 + 11, sessionKey="s1", runId="new")  # a newer owner
+    assert not store.is_current(s, request)
+
+
+@pytest.mark.parametrize(
+    ("outcome", "expected_depth"),
+    [
+        ({"status": "released", "action": "release_lane"}, 0),
+        ({"status": "aborted", "action": "abort_embedded_run", "released": 1, "queuedCount": 0}, 0),
+        ({"status": "noop", "action": "none", "outcomeReason": "no_active_work"}, 0),
+        ({"status": "aborted", "action": "abort_embedded_run", "queuedCount": 2}, 5),  # max(current, request)
+        ({"status": "aborted", "action": "abort_embedded_run"}, 2),  # current - 1
+    ],
+)
+def test_apply_recovery_queue_rules(store, outcome, expected_depth):
+    apply(store, "message.queued", source="x", sessionKey="s1", queueDepth=3)
+    apply(store, "model.call.started", T0 + 1, sessionKey="s1", provider="p", model="m")
+    s = session(store)
+    generation = s.generation
+    request = {"stateGeneration": generation, "expectedState": "idle", "requestedAt": T0 + 5, "queueDepth": 5}
+    store.apply_recovery(s, request, outcome, T0 + 100)
+    assert (s.state, s.queue_depth, s.generation, s.last_activity) == ("idle", expected_depth, generation + 1, T0 + 100)
+    assert s.snapshot(T0 + 100).active_work_kind is None
