@@ -415,3 +415,31 @@ def _connect(path: Path, check_same_thread: bool = True) -> sqlite3.Connection:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class NullJournal:
+    """A journal that keeps nothing: for `replay`, benchmarks and in-process tests.
+
+    It satisfies what the monitor and the coordinator append; durability is the real
+    Journal's business and is tested against it.
+    """
+
+    def record_event(self, event: Event, received_at: int, session_key: str | None,
+                     dedupe: tuple[Any, ...] | None) -> None:
+        return None
+
+    def record_memory(self, session: Session) -> None:
+        return None
+
+    def record_requested(self, session: Session, request: dict[str, Any]) -> None:
+        return None
+
+    def record_completed(self, session: Session | None, request: dict[str, Any], outcome: dict[str, Any],
+                         entry: dict[str, Any], applied: bool, now: int) -> None:
+        return None
+
+    def record_eviction(self, session: Session) -> None:
+        return None
+
+    def flush(self) -> None:
+        return None
