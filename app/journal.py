@@ -129,7 +129,7 @@ class Journal:
         self._next_id = conn.execute("SELECT coalesce(max(id), 0) FROM journal").fetchone()[0]
         conn.close()
         self.store.before_change = self._before_change
-        self.store.changed = self._dirty.add
+        self.store.changed = self._mark_dirty
         self.store.removed = self._on_removed
         self._reader = _connect(self.path, check_same_thread=False)
         self._thread = threading.Thread(target=self._writer, name="journal-writer", daemon=True)
@@ -210,6 +210,9 @@ class Journal:
         if pending is not None and session in pending:
             pending.discard(session)
             self._cow_rows.append((session.gateway, session.key, _encode(session.to_state())))
+
+    def _mark_dirty(self, session: Session) -> None:
+        self._dirty.add(session)
 
     def _on_removed(self, gateway: str, key: str) -> None:
         self._removed.add((gateway, key))
