@@ -1,0 +1,395 @@
+// The forwarder: a bounded in-memory queue of diagnostic events, flushed in batches to the
+// service's `POST /v1/events`. It runs inside the gateway process, so the rules are strict:
+// `push` is synchronous, cheap and never throws; a slow or dead service costs at most
+// `maxQueue` events of memory (oldest dropped first, counted and reported); nothing here ever
+// waits on the network from the gateway's own call paths.
+
+import { CONTENT_FIELDS, compileTypeFilter } from "./config.js";
+import { postJson } from "./http.js";
+
+export const KEEPALIVE_TYPE = "forwarder.keepalive";
+const USER_AGENT = "openclaw-diagnostics-forwarder/0.1.0";
+const MAX_LOGGED_BODY = 2000;
+const DROP_REPORT_INTERVAL_MS = 60000;
+
+export const systemClock = Object.freeze({
+  now: () => Date.now(),
+  setTimeout: (fn, ms) => {
+    const timer = setTimeout(fn, ms);
+    // Never keep a process alive just to forward diagnostics.
+    timer.unref?.();
+    return timer;
+  },
+  clearTimeout: (timer) => clearTimeout(timer),
+});
+
+/** A FIFO with O(1) push and drop-oldest, bounded by `capacity`. */
+export class BoundedQueue {
+  constructor(capacity) {
+    this.capacity = capacity;
+    this.items = [];
+    this.head = 0;
+  }
+
+  get length() {
+    return this.items.length - this.head;
+  }
+
+  /** Adds an item; returns how many old items had to be dropped to make room. */
+  push(item) {
+    this.items.push(item);
+    return this.trim();
+  }
+
+  /** Takes up to `n` items from the front. */
+  take(n) {
+    const taken = this.items.slice(this.head, this.head + n);
+    this.head += taken.length;
+    this.compact();
+    return taken;
+  }
+
+  /** Puts items back at the front (a failed batch); returns how many had to be dropped. */
+  unshiftAll(items) {
+    this.items = items.concat(this.items.slice(this.head));
+    this.head = 0;
+    return this.trim();
+  }
+
+  trim() {
+    const excess = this.length - this.capacity;
+    if (excess <= 0) return 0;
+    this.head += excess;
+    this.compact();
+    return excess;
+  }
+
+  compact() {
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+  }
+}
+
+function bySeq(a, b) {
+  return a.seq - b.seq;
+}
+
+function truncate(text) {
+  return text.length > MAX_LOGGED_BODY ? `${text.slice(0, MAX_LOGGED_BODY)}…` : text;
+}
+
+/** Why a response or error means "try again later" (5xx, network, timeout, 408, 429). */
+export function isRetryable(result) {
+  if (result.error) return true;
+  return result.status >= 500 || result.status === 408 || result.status === 429;
+}
+
+export class Forwarder {
+  /**
+   * @param {object} config resolved by `resolveConfig`
+   * @param {object} [deps] injectable clock, transport, logger, random and process start time
+   */
+  constructor(config, deps = {}) {
+    this.config = config;
+    this.clock = deps.clock ?? systemClock;
+    this.post = deps.post ?? postJson;
+    this.logger = deps.logger ?? console;
+    this.random = deps.random ?? Math.random;
+    this.processStart = deps.processStart ?? this.clock.now();
+    this.accepts = compileTypeFilter(config);
+    this.stripFields = config.allowContent ? [] : CONTENT_FIELDS;
+    this.queue = new BoundedQueue(config.maxQueue);
+    this.localSeq = 0; // for events without an upstream seq
+    this.keepaliveSeq = 0;
+    this.attempt = 0;
+    this.backoffUntil = 0;
+    this.flushTimer = null;
+    this.flushDue = Infinity;
+    this.keepaliveTimer = null;
+    this.keepaliveDue = false;
+    this.inFlight = null;
+    this.started = false;
+    this.closed = false;
+    this.loggedStatuses = new Set();
+    this.loggedRejection = false;
+    this.lastDropReport = -Infinity;
+    this.stats = {
+      received: 0,
+      filtered: 0,
+      invalid: 0,
+      dropped: 0,
+      sentEvents: 0,
+      sentBatches: 0,
+      rejectedEvents: 0,
+      rejectedBatches: 0,
+      retries: 0,
+      keepalives: 0,
+    };
+  }
+
+  /** Starts the keepalive clock; the first keepalive goes out at once so the service knows us. */
+  start() {
+    if (this.started || this.closed) return;
+    this.started = true;
+    this.keepaliveDue = true;
+    this.scheduleKeepalive();
+    this.schedule(0);
+  }
+
+  /**
+   * Accepts one gateway diagnostic event. Synchronous and exception-free by contract: it runs
+   * on the gateway's dispatcher path.
+   */
+  push(event) {
+    try {
+      this.stats.received += 1;
+      if (this.closed || !event || typeof event !== "object" || !this.accepts(event.type)) {
+        this.stats.filtered += 1;
+        return;
+      }
+      const record = this.toRecord(event);
+      if (!record) return;
+      const dropped = this.queue.push(record);
+      if (dropped > 0) this.noteDropped(dropped);
+      if (this.started) this.schedule(this.queue.length >= this.config.batchSize ? 0 : this.config.flushIntervalMs);
+    } catch (err) {
+      this.stats.invalid += 1;
+      this.warnOnce("push", `openclaw-diagnostics: could not queue an event: ${err?.message ?? err}`);
+    }
+  }
+
+  /** Copy, strip content fields, add gateway id and idempotency key; serialize once, now. */
+  toRecord(event) {
+    const copy = { ...event };
+    for (const field of this.stripFields) delete copy[field];
+    const hasSeq = Number.isSafeInteger(copy.seq) && copy.seq >= 0;
+    const seq = hasSeq ? copy.seq : Number.MAX_SAFE_INTEGER;
+    const key = hasSeq ? String(copy.seq) : `l${++this.localSeq}`;
+    // Upstream's own eventId (security.event) is kept under another name: ours is the dedupe key.
+    if (copy.eventId !== undefined) copy.sourceEventId = copy.eventId;
+    copy.gatewayId = this.config.gatewayId;
+    copy.eventId = `${this.config.gatewayId}:${this.processStart}:${key}`;
+    let json;
+    try {
+      json = JSON.stringify(copy);
+    } catch (err) {
+      this.stats.invalid += 1;
+      this.warnOnce("serialize", `openclaw-diagnostics: skipped an event that cannot be serialized (${copy.type}): ${err?.message ?? err}`);
+      return null;
+    }
+    return { seq, json };
+  }
+
+  keepaliveRecord() {
+    this.keepaliveSeq += 1;
+    this.stats.keepalives += 1;
+    return JSON.stringify({
+      type: KEEPALIVE_TYPE,
+      queued: this.queue.length,
+      dropped: this.stats.dropped,
+      ts: this.clock.now(),
+      gatewayId: this.config.gatewayId,
+      eventId: `${this.config.gatewayId}:${this.processStart}:k${this.keepaliveSeq}`,
+    });
+  }
+
+  noteDropped(count) {
+    this.stats.dropped += count;
+    const now = this.clock.now();
+    if (now - this.lastDropReport >= DROP_REPORT_INTERVAL_MS) {
+      this.lastDropReport = now;
+      this.logger.warn?.(
+        `openclaw-diagnostics: queue full (${this.config.maxQueue}); dropped the oldest events, ${this.stats.dropped} so far`,
+      );
+    }
+  }
+
+  warnOnce(key, message) {
+    if (this.loggedStatuses.has(key)) return;
+    this.loggedStatuses.add(key);
+    this.logger.warn?.(message);
+  }
+
+  /** Arms the flush timer for `delayMs` from now unless it is already due sooner. */
+  schedule(delayMs) {
+    if (this.closed) return;
+    const now = this.clock.now();
+    const due = Math.max(now + delayMs, this.backoffUntil);
+    if (this.flushTimer && this.flushDue <= due) return;
+    if (this.flushTimer) this.clock.clearTimeout(this.flushTimer);
+    this.flushDue = due;
+    this.flushTimer = this.clock.setTimeout(() => {
+      this.flushTimer = null;
+      this.flushDue = Infinity;
+      this.flush();
+    }, due - now);
+  }
+
+  scheduleKeepalive() {
+    if (this.closed) return;
+    this.keepaliveTimer = this.clock.setTimeout(() => {
+      this.keepaliveTimer = null;
+      this.keepaliveDue = true;
+      this.schedule(0);
+      this.scheduleKeepalive();
+    }, this.config.keepaliveIntervalMs);
+  }
+
+  /** Sends one batch if none is in flight. Resolves when that batch has settled. */
+  flush() {
+    if (this.inFlight) return this.inFlight;
+    const batch = this.nextBatch();
+    if (!batch) return Promise.resolve();
+    this.inFlight = this.send(batch).finally(() => {
+      this.inFlight = null;
+    });
+    return this.inFlight;
+  }
+
+  /**
+   * Up to batchSize events sorted by seq (async dispatch can reorder them), then the keepalive
+   * when one is due. The keepalive does not take an event's place, so it never splits events
+   * that arrived together across two batches.
+   */
+  nextBatch() {
+    const records = this.queue.take(this.config.batchSize).sort(bySeq);
+    const parts = records.map((record) => record.json);
+    if (this.keepaliveDue) {
+      this.keepaliveDue = false;
+      parts.push(this.keepaliveRecord());
+    }
+    if (parts.length === 0) return null;
+    return { records, body: `[${parts.join(",")}]`, count: parts.length };
+  }
+
+  async send(batch) {
+    const result = await this.deliver(batch.body);
+    if (result.status >= 200 && result.status < 300) {
+      this.onDelivered(batch, result);
+    } else if (!this.closed && isRetryable(result)) {
+      this.onRetryable(batch, result);
+      return;
+    } else if (isRetryable(result)) {
+      this.onAbandoned(batch, result);
+    } else {
+      this.onRejected(batch, result);
+    }
+    if (this.queue.length > 0) {
+      this.schedule(this.queue.length >= this.config.batchSize ? 0 : this.config.flushIntervalMs);
+    }
+  }
+
+  async deliver(body) {
+    if (!this.config.eventsUrl) return { status: 0, error: new Error("no service URL configured") };
+    const headers = { "content-type": "application/json", "user-agent": USER_AGENT };
+    if (this.config.token) headers.authorization = `Bearer ${this.config.token}`;
+    try {
+      return await this.post(this.config.eventsUrl, body, headers, this.config.requestTimeoutMs);
+    } catch (err) {
+      return { status: 0, error: err };
+    }
+  }
+
+  onDelivered(batch, result) {
+    this.attempt = 0;
+    this.backoffUntil = 0;
+    this.stats.sentBatches += 1;
+    this.stats.sentEvents += batch.count;
+    if (this.loggedStatuses.has("retrying")) {
+      this.loggedStatuses.delete("retrying");
+      this.logger.info?.("openclaw-diagnostics: the service is reachable again");
+    }
+    // A 202 may still list events the service rejected; retrying them cannot help.
+    let rejected = [];
+    try {
+      rejected = JSON.parse(result.body || "{}").rejected ?? [];
+    } catch {
+      rejected = [];
+    }
+    if (Array.isArray(rejected) && rejected.length > 0) {
+      this.stats.rejectedEvents += rejected.length;
+      if (!this.loggedRejection) {
+        this.loggedRejection = true;
+        this.logger.warn?.(`openclaw-diagnostics: the service rejected ${rejected.length} event(s): ${truncate(JSON.stringify(rejected))}`);
+      }
+    }
+  }
+
+  onRetryable(batch, result) {
+    const dropped = this.queue.unshiftAll(batch.records);
+    if (dropped > 0) this.noteDropped(dropped);
+    if (batch.count > batch.records.length) this.keepaliveDue = true; // resend a fresh one
+    this.attempt += 1;
+    this.stats.retries += 1;
+    const delay = this.backoffDelay(this.attempt);
+    this.backoffUntil = this.clock.now() + delay;
+    const why = result.error ? String(result.error?.message ?? result.error) : `HTTP ${result.status}`;
+    this.warnOnce("retrying", `openclaw-diagnostics: delivery failed (${why}); retrying with backoff`);
+    this.schedule(0);
+  }
+
+  onAbandoned(batch, result) {
+    this.noteDropped(batch.records.length);
+    const why = result.error ? String(result.error?.message ?? result.error) : `HTTP ${result.status}`;
+    this.logger.warn?.(`openclaw-diagnostics: shutting down; ${batch.records.length} event(s) not delivered (${why})`);
+  }
+
+  onRejected(batch, result) {
+    this.attempt = 0;
+    this.backoffUntil = 0;
+    this.stats.rejectedBatches += 1;
+    this.stats.rejectedEvents += batch.count;
+    this.warnOnce(
+      `status:${result.status}`,
+      `openclaw-diagnostics: the service answered ${result.status}; dropping the batch (not retried): ${truncate(result.body ?? "")}`,
+    );
+  }
+
+  /** Exponential backoff with jitter: a random delay in [d/2, d], d = min(max, base * 2^(n-1)). */
+  backoffDelay(attempt) {
+    const exp = Math.min(this.config.maxBackoffMs, this.config.baseBackoffMs * 2 ** Math.min(attempt - 1, 30));
+    return Math.round(exp / 2 + this.random() * (exp / 2));
+  }
+
+  /**
+   * Flushes what is queued within `timeoutMs` and stops the timers. Failures are not retried
+   * any more: a dead service must not hold up the gateway's shutdown.
+   */
+  async close(timeoutMs = this.config.shutdownFlushMs) {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.flushTimer) this.clock.clearTimeout(this.flushTimer);
+    if (this.keepaliveTimer) this.clock.clearTimeout(this.keepaliveTimer);
+    this.flushTimer = null;
+    this.keepaliveTimer = null;
+    const deadline = Date.now() + timeoutMs;
+    const drain = async () => {
+      if (this.inFlight) await this.inFlight;
+      while (Date.now() < deadline && this.queue.length > 0) await this.flush();
+      // The last word: a keepalive with the final queued/dropped counts.
+      if (this.started && Date.now() < deadline) {
+        this.keepaliveDue = true;
+        await this.flush();
+      }
+    };
+    let timer;
+    const timeout = new Promise((resolve) => {
+      timer = setTimeout(resolve, Math.max(0, timeoutMs));
+      timer.unref?.();
+    });
+    await Promise.race([drain().catch(() => {}), timeout]);
+    clearTimeout(timer);
+    if (this.queue.length > 0) {
+      const left = this.queue.length;
+      this.noteDropped(left);
+      this.queue.take(left);
+      this.logger.warn?.(`openclaw-diagnostics: ${left} event(s) not delivered before shutdown`);
+    }
+  }
+
+  snapshot() {
+    return { ...this.stats, queued: this.queue.length, attempt: this.attempt };
+  }
+}
