@@ -220,6 +220,8 @@ def apply_events(service: Service, decoded: Decoded, bound_gateway: str | None) 
     for rejection in decoded.rejected:
         per_type[(bound_gateway or DEFAULT_GATEWAY, "other", REJECTED)] += 1
     recorder.events_counted(per_type)
+    for gateway in {key[0] for key in per_type}:
+        service.check_skew(gateway, now)
     return outcomes
 
 

@@ -26,6 +26,7 @@ from telemetry.record import GatewayStatus, LiveSources, Recorder, SessionCount
 
 log = logging.getLogger("openclaw.diagnostics")
 
+SKEW_WARNING_EVERY_MS = 600_000
 _ATTENTION_LABEL = {"session.long_running": "long_running", "session.stalled": "stalled", "session.stuck": "stuck"}
 
 
@@ -57,6 +58,7 @@ class Service:
         self.coordinator: RecoveryCoordinator
         self.monitor: Monitor
         self._checkpointer: asyncio.Task[None] | None = None
+        self._skew_warned: dict[str, int] = {}
 
     async def open(self) -> None:
         restored = await asyncio.to_thread(self.journal.open)
@@ -124,6 +126,17 @@ class Service:
         now = self.clock.now_ms()
         info = self.store.gateways.get(gateway_id)
         return info.now(now) if info else now
+
+    def check_skew(self, gateway_id: str, now: int) -> None:
+        """Log (at most every 10 minutes per gateway) a clock skew beyond the allowed one."""
+        info = self.store.gateways.get(gateway_id)
+        if info is None or abs(info.skew_ms) <= self.settings.max_clock_skew_ms:
+            return
+        if now - self._skew_warned.get(gateway_id, -SKEW_WARNING_EVERY_MS) < SKEW_WARNING_EVERY_MS:
+            return
+        self._skew_warned[gateway_id] = now
+        log.warning("gateway %s: clock skew %d ms (events arrive that much later than their ts); "
+                    "ages are taken in the gateway's clock", gateway_id, info.skew_ms)
 
     def is_silent(self, info: GatewayInfo, now: int) -> bool:
         return now - info.last_heard > self.settings.gateway_silence_ms
