@@ -179,7 +179,6 @@ REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
 }
 
 _ID_FIELDS = ("eventId", "gatewayId", "sessionKey", "sessionId", "runId")
-_REQUIRED_TEXT_FIELDS = frozenset(f for fields in REQUIRED_FIELDS.values() for f in fields)
 
 
 @dataclass(slots=True)
@@ -237,36 +236,45 @@ def _is_known_type_dict(value: Any) -> bool:
     return isinstance(value, dict) and isinstance(value.get("type"), str) and value["type"].strip() in KNOWN_TYPES
 
 
+def _trimmed(value: str) -> str | None:
+    if value and value[0] > " " and value[-1] > " ":
+        return value  # the common case: nothing to trim, no new string
+    return value.strip() or None
+
+
 def check_event(index: int, event: Event) -> Event | Rejection:
     """Normalise ids and check the per-type rules a schema cannot express."""
     for name in _ID_FIELDS:
         value = getattr(event, name)
         if value is not None:
-            value = value.strip()
-            setattr(event, name, value or None)
-    event.type = event.type.strip()
-    if not event.type:
+            trimmed = _trimmed(value)
+            if trimmed is not value:
+                setattr(event, name, trimmed)
+    kind = _trimmed(event.type)
+    if kind is None:
         return Rejection(index, [{"loc": ["body", index, "type"], "msg": "field required"}])
-    required = REQUIRED_FIELDS.get(event.type)
-    errors: list[dict[str, Any]] = []
+    event.type = kind
+    required = REQUIRED_FIELDS.get(kind)
+    errors: list[dict[str, Any]] | None = None
     if required:
         for name in required:
             value = getattr(event, name)
             if isinstance(value, str):
-                value = value.strip()
-                setattr(event, name, value or None)
+                value = _trimmed(value)
+                setattr(event, name, value)
             if not value:
+                errors = errors or []
                 errors.append({"loc": ["body", index, name], "msg": "field required"})
-    if event.type == "session.state" and event.state is not None and event.state not in SESSION_STATES:
-        errors.append(
-            {"loc": ["body", index, "state"], "msg": "must be one of idle, processing, waiting"}
-        )
+    if kind == "session.state" and event.state is not None and event.state not in SESSION_STATES:
+        errors = errors or []
+        errors.append({"loc": ["body", index, "state"], "msg": "must be one of idle, processing, waiting"})
     if (
-        event.type in SESSION_SCOPED_TYPES
+        kind in SESSION_SCOPED_TYPES
         and event.sessionKey is None
         and event.sessionId is None
         and event.runId is None
     ):
+        errors = errors or []
         errors.append({"loc": ["body", index], "msg": "sessionKey, sessionId or runId is required"})
     if errors:
         return Rejection(index, errors)

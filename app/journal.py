@@ -157,8 +157,8 @@ class Journal:
     def _append(self, kind: str, gateway: str | None, session: str | None, at: int | None,
                 dkey: bytes | None, body: bytes) -> None:
         self._next_id += 1
-        with self._cond:
-            self._queue.append((self._next_id, kind, gateway, session, at, dkey, body))
+        # deque.append is atomic; the writer pops from the other end, so no lock is needed here.
+        self._queue.append((self._next_id, kind, gateway, session, at, dkey, body))
 
     def record_event(self, event: Event, received_at: int, session_key: str | None,
                      dedupe: tuple[Any, ...] | None) -> None:
@@ -279,8 +279,8 @@ class Journal:
             with self._cond:
                 while not self._queue and not self._waiters and not self._closing:
                     self._cond.wait()
-                items = list(self._queue)
-                self._queue.clear()
+                queue = self._queue
+                items = [queue.popleft() for _ in range(len(queue))]
                 waiters = self._waiters
                 self._waiters = []
                 closing = self._closing

@@ -307,12 +307,13 @@ class DedupeWindow:
     def add(self, key: Any, now: int) -> None:
         keys = self._keys
         keys[key] = now
-        keys.move_to_end(key)
-        while len(keys) > self.max_keys:
+        if len(keys) > self.max_keys:
             keys.popitem(last=False)
+        # Keys arrive in time order, so the oldest is first: drop while it is too old.
+        horizon = now - self.max_age_ms
         while keys:
-            oldest_key, oldest_at = next(iter(keys.items()))
-            if now - oldest_at <= self.max_age_ms:
+            oldest_key = next(iter(keys))
+            if keys[oldest_key] >= horizon:
                 break
             del keys[oldest_key]
 
