@@ -498,7 +498,7 @@ def effective_settings(settings: Settings) -> list[dict[str, Any]]:
         if name == "ingest_tokens":
             shown: Any = _describe_tokens(settings)
         elif name in _SECRET_FIELDS:
-            shown = "(set, redacted)" if value else "(unset)"
+            shown = "(set, redacted)" if value else None
         elif value is None or value == "":
             shown = None
         else:
@@ -529,7 +529,9 @@ def check_config(
     settings = load_or_exit()
     rows = effective_settings(settings)
     if as_json:
-        _print_json(sys.stdout, {row["variable"]: row["value"] for row in rows})
+        body: dict[str, Any] = {row["variable"]: row["value"] for row in rows[:-1]}
+        body["derived"] = {"abortMs": settings.abort_ms, "abortRule": rows[-1]["source"]}
+        _print_json(sys.stdout, body)
         return
     table = Table(box=None, header_style="bold", pad_edge=False)
     table.add_column("setting", no_wrap=True)
