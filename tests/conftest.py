@@ -61,13 +61,13 @@ def fake_gateway() -> Iterator[FakeGatewayWebhook]:
 
 
 def _services_of(item: pytest.Item) -> list[ServiceProcess]:
-    found: list[ServiceProcess] = []
+    found: dict[int, ServiceProcess] = {}
     for value in getattr(item, "funcargs", {}).values():
-        if isinstance(value, ServiceProcess):
-            found.append(value)
-        elif isinstance(value, ServiceFactory):
-            found.extend(value.created)
-    return found
+        candidates = value.created if isinstance(value, ServiceFactory) else [value]
+        for service in candidates:
+            if isinstance(service, ServiceProcess):
+                found[id(service)] = service
+    return list(found.values())
 
 
 @pytest.hookimpl(hookwrapper=True)
