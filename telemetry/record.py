@@ -565,24 +565,14 @@ class OtelRecorder(Recorder):
         )
 
     def _on_usage(self, e: Any, g: Any) -> None:
+        base = ((G, g), (ins.CHANNEL, e.channel), (ins.PROVIDER, e.provider), (ins.MODEL, e.model), (ins.AGENT, e.agentId))
         usage = e.usage
         if usage is not None:
+            add, tokens = self._add, self._tokens
             for field_name, token in ins.TOKEN_KINDS:
                 value = getattr(usage, field_name)
                 if value:
-                    self._add(
-                        self._tokens,
-                        (
-                            (G, g),
-                            (ins.TOKEN, token),
-                            (ins.CHANNEL, e.channel),
-                            (ins.PROVIDER, e.provider),
-                            (ins.MODEL, e.model),
-                            (ins.AGENT, e.agentId),
-                        ),
-                        value,
-                    )
-        base = ((G, g), (ins.CHANNEL, e.channel), (ins.PROVIDER, e.provider), (ins.MODEL, e.model), (ins.AGENT, e.agentId))
+                    add(tokens, ((ins.TOKEN, token),) + base, value)
         if e.costUsd:
             self._add(self._cost, base, e.costUsd)
         context = e.context

@@ -383,7 +383,13 @@ def _run_export(health: ExportHealth, signal: str, call: Callable[[], Any], succ
     finally:
         _CAPTURE.stop()
     ok = result == success
-    health.record(signal, ok, sink[-1] if sink else None)
+    error = None
+    if sink:
+        # the final message ("... due to timeout, max retries ...") is often generic; keep
+        # the distinct reasons before it too (e.g. "Transient error ... Connection refused")
+        distinct = list(dict.fromkeys(sink))
+        error = " | ".join(distinct[-3:])[:1000]
+    health.record(signal, ok, error)
     return result
 
 
