@@ -567,6 +567,12 @@ def test_compose_service_settings_and_ports_agree_with_the_service():
     assert volume_targets == [DATA_DIR], "the data directory must be a named volume"
 
 
+def test_compose_gives_the_service_time_to_flush_on_stop():
+    # Docker sends SIGKILL 10 s after SIGTERM by default; the service flushes OTLP on shutdown.
+    grace = compose()["services"][SERVICE].get("stop_grace_period", "10s")
+    assert re.fullmatch(r"\d+s", grace) and int(grace[:-1]) >= 30, grace
+
+
 def test_compose_publishes_ports_on_loopback_only():
     for name, service in compose()["services"].items():
         for host_ip, _, _ in published(service):
