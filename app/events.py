@@ -185,6 +185,7 @@ _ID_FIELDS = ("eventId", "gatewayId", "sessionKey", "sessionId", "runId")
 class Rejection:
     index: int
     errors: list[dict[str, Any]]
+    type: str = "other"  # the event's type when it names a known one, for the events counter
 
     def as_json(self) -> dict[str, Any]:
         return {"index": self.index, "errors": self.errors}
@@ -277,7 +278,7 @@ def check_event(index: int, event: Event) -> Event | Rejection:
         errors = errors or []
         errors.append({"loc": ["body", index], "msg": "sessionKey, sessionId or runId is required"})
     if errors:
-        return Rejection(index, errors)
+        return Rejection(index, errors, kind if kind in KNOWN_TYPES else "other")
     return event
 
 
@@ -291,7 +292,9 @@ def _check_value(index: int, value: Any) -> Event | Rejection:
         loc, msg = _error_loc(str(exc), index, skip_index=True)
         if loc == ["body", index] and "Expected `object`" in msg:
             msg = "event must be a JSON object"
-        return Rejection(index, [{"loc": loc, "msg": msg}])
+        kind = value.get("type") if isinstance(value, dict) else None
+        known = kind.strip() if isinstance(kind, str) and kind.strip() in KNOWN_TYPES else "other"
+        return Rejection(index, [{"loc": loc, "msg": msg}], known)
     return check_event(index, event)
 
 

@@ -178,14 +178,14 @@ def bind_gateways(decoded: Decoded, bound_gateway: str | None) -> None:
             decoded.rejected.append(Rejection(index, [{
                 "loc": ["body", index, "gatewayId"],
                 "msg": f"the token is bound to gateway {bound_gateway}",
-            }]))
+            }], event.type))
             continue
         kept.append((index, event))
     decoded.events = kept
 
 
 def _rejected_counts(decoded: Decoded, gateway: str | None) -> Counter[tuple[str, str, str]]:
-    return Counter({(gateway or DEFAULT_GATEWAY, "other", REJECTED): len(decoded.rejected)})
+    return Counter((gateway or DEFAULT_GATEWAY, rejection.type, REJECTED) for rejection in decoded.rejected)
 
 
 def apply_events(service: Service, decoded: Decoded, bound_gateway: str | None) -> Counter[str]:
@@ -217,8 +217,7 @@ def apply_events(service: Service, decoded: Decoded, bound_gateway: str | None) 
         elif result.forwarder_dropped:
             recorder.forwarder_dropped(gateway, result.forwarder_dropped)
         recorder.event_applied(event, gateway)
-    for rejection in decoded.rejected:
-        per_type[(bound_gateway or DEFAULT_GATEWAY, "other", REJECTED)] += 1
+    per_type.update(_rejected_counts(decoded, bound_gateway))
     recorder.events_counted(per_type)
     for gateway in {key[0] for key in per_type}:
         service.check_skew(gateway, now)
