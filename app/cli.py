@@ -161,31 +161,34 @@ def serve(
 # -- replay ----------------------------------------------------------------------------------------------
 
 
-def _verdict_line(verdict: Any) -> Text:
+def _verdict_parts(verdict: Any) -> list[tuple[str, str]]:
+    """One timeline line as (text, style) pieces: styled on a terminal, plain when piped."""
     p = verdict.payload
     event_type = p["eventType"]
-    line = Text()
-    line.append(_iso(verdict.at), style="dim")
-    line.append(" ")
-    line.append(event_type, style=SEVERITY_STYLE.get(event_type, ""))
-    line.append(f" {safe(p['gatewayId'])} ")
-    line.append(safe(p.get("sessionKey") or p.get("sessionId")), style="bold")
-    line.append(f" reason={p['reason']} class={p['classification']}")
-    line.append(f" state={p['state']} queue={p['queueDepth']} age={human_ms(p['ageMs'])}")
+    parts: list[tuple[str, str]] = [
+        (_iso(verdict.at), "dim"),
+        (" ", ""),
+        (event_type, SEVERITY_STYLE.get(event_type, "")),
+        (f" {safe(p['gatewayId'])} ", ""),
+        (safe(p.get("sessionKey") or p.get("sessionId")), "bold"),
+    ]
+    text = (f" reason={p['reason']} class={p['classification']}"
+            f" state={p['state']} queue={p['queueDepth']} age={human_ms(p['ageMs'])}")
     progress = human_ms(p.get("lastProgressAgeMs"))
     if p.get("lastProgressReason"):
         progress += f"({safe(p['lastProgressReason'])})"
-    line.append(f" progress={progress}")
+    text += f" progress={progress}"
     if p.get("activeWorkKind"):
-        line.append(f" work={p['activeWorkKind']}")
+        text += f" work={p['activeWorkKind']}"
     if p.get("activeToolName"):
-        line.append(f" tool={safe(p['activeToolName'])}({human_ms(p.get('activeToolAgeMs'))})")
+        text += f" tool={safe(p['activeToolName'])}({human_ms(p.get('activeToolAgeMs'))})"
+    parts.append((text, ""))
     flags = [name for name, on in (("gateway-silent", p.get("gatewaySilent")), ("warming-up", p.get("warmingUp"))) if on]
     if flags:
-        line.append(" " + " ".join(flags), style="magenta")
+        parts.append((" " + " ".join(flags), "magenta"))
     request = verdict.recovery
     if request is None:
-        line.append(" recovery=none", style="dim")
+        parts.append((" recovery=none", "dim"))
     else:
         text = " recovery=requested" + ("[active-abort]" if request.get("allowActiveAbort") else "")
         outcome = verdict.outcome
@@ -195,8 +198,13 @@ def _verdict_line(verdict: Any) -> Text:
                 text += f"({outcome['outcomeReason']})"
             if outcome.get("stale"):
                 text += "[stale]"
-        line.append(text, style="green")
-    return line
+        parts.append((text, "green"))
+    return parts
+
+
+def verdict_line(verdict: Any) -> str:
+    """The plain timeline line of a verdict."""
+    return "".join(text for text, _ in _verdict_parts(verdict))
 
 
 def _iso(ms: int) -> str:
@@ -230,12 +238,14 @@ def _summary_lines(summary: Any, config: Any) -> Iterator[Text]:
     outcomes = ", ".join(f"{k} {v}" for k, v in s["recoveryOutcomes"].items())
     yield Text(f"  recoveries requested: {s['recoveriesRequested']}" + (f" ({outcomes})" if outcomes else ""))
     if s["underAttentionAtEnd"]:
-        yield Text("  still under attention at the end:")
-        for item in s["underAttentionAtEnd"]:
+        yield Text(f"  still under attention at the end: {s['underAttentionAtEndTotal']}")
+        for item in s["underAttentionAtEnd"][:20]:
             yield Text(
                 f"    {SHORT_NAME.get(item['eventType'], item['eventType'])} {safe(item['gatewayId'])} "
                 f"{safe(item['sessionKey'] or item['sessionId'])} {item['reason']} ({human_ms(item['attentionAgeMs'])})"
             )
+        if s["underAttentionAtEndTotal"] > 20:
+            yield Text(f"    ... and {s['underAttentionAtEndTotal'] - 20} more (--json lists up to 100)")
     else:
         yield Text("  still under attention at the end: none")
 
@@ -293,11 +303,15 @@ def replay(
     err = _stderr()
     stdout = sys.stdout
 
+    styled = out.is_terminal
+
     def on_verdict(verdict: Any) -> None:
         if as_json:
             _print_json(stdout, verdict.as_json())
-        else:
-            out.print(_verdict_line(verdict))
+        elif styled:
+            out.print(Text.assemble(*_verdict_parts(verdict)))
+        else:  # piped: plain lines, fast (rich rendering costs more than the replay itself)
+            stdout.write(verdict_line(verdict) + "\n")
 
     def on_invalid(invalid: Any) -> None:
         if as_json:

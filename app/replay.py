@@ -103,8 +103,9 @@ class Summary:
     first_ts: int | None = None
     last_ts: int | None = None
     ended_at: int | None = None
-    # sessions still under attention when the replay ended
+    # sessions still under attention when the replay ended (the most severe / oldest first, capped)
     open_attention: list[dict[str, Any]] = field(default_factory=list)
+    open_attention_total: int = 0
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -128,6 +129,7 @@ class Summary:
             "lastTs": self.last_ts,
             "endedAt": self.ended_at,
             "underAttentionAtEnd": self.open_attention,
+            "underAttentionAtEndTotal": self.open_attention_total,
         }
 
 
@@ -160,10 +162,11 @@ class Source:
         self._counter = _CountingReader(self._raw)
         head = self._counter.peek(2)
         stream: IO[bytes]
+        buffered = io.BufferedReader(self._counter, buffer_size=1 << 16)
         if head[:2] == GZIP_MAGIC:
-            stream = gzip.GzipFile(fileobj=self._counter, mode="rb")  # type: ignore[arg-type]
+            stream = gzip.GzipFile(fileobj=buffered, mode="rb")
         else:
-            stream = self._counter  # type: ignore[assignment]
+            stream = buffered
         self._stream = stream
 
     @property
@@ -400,6 +403,7 @@ class Replayer:
         self.summary.ended_at = self.clock.now
         under = [s for s in self.store.candidates if s.attention is not None]
         under.sort(key=lambda s: (_SEVERITY[s.attention.event_type], -s.attention.age_ms, s.key))  # type: ignore[union-attr]
+        self.summary.open_attention_total = len(under)
         self.summary.open_attention = [
             {
                 "gatewayId": s.gateway,
@@ -409,11 +413,12 @@ class Replayer:
                 "reason": s.attention.reason,  # type: ignore[union-attr]
                 "attentionAgeMs": s.attention.age_ms,  # type: ignore[union-attr]
             }
-            for s in under
+            for s in under[:OPEN_ATTENTION_LIMIT]
         ]
         return self.summary
 
 
+OPEN_ATTENTION_LIMIT = 100
 _SEVERITY = {"session.stuck": 0, "session.stalled": 1, "session.long_running": 2}
 
 
