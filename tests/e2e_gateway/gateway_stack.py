@@ -1,0 +1,99 @@
+"""The stack for the real-gateway e2e tests, built once per module:
+
+    fake model (stock) <- gateway "e2e-stock" --plugin--> tap --> service <--+
+    fake model (qa)    <- gateway "e2e-qa" (QA hook) --plugin--> tap --> service
+                                 ^                                            |
+                                 +---- recovery webhook (service, webhook mode)
+
+The service runs with warn 10 s and a 500 ms scan, its recovery executor in `webhook` mode
+pointed at the stock gateway's plugin route. The QA gateway's requests reach that route too
+(the URL template names the gateway in a query parameter only), and the plugin refuses them
+with 409 — so the QA gateway's hung run is left for its own monitor to judge.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from fake_model import FakeModelServer
+from gateway_harness import Gateway, IngestTap, http_post_json, port_open
+from service_process import ServiceProcess
+
+WARN_MS = 10_000
+SCAN_MS = 500
+ABORT_MS = 20_000
+FLUSH_MS = 200
+INGEST_TOKEN = "e2e-ingest-token"
+RECOVERY_TOKEN = "e2e-recovery-token"
+READY_DEADLINE_S = 120.0
+# QA hook: abort 60 s => the gateway's own warn is 30 s. Its monitor ticks every 30 s, so the
+# first tick past warn sees an age in (30 s, 60 s]: always `long_running` for a silent model call
+# (with abort 30 s that first tick may already be past abort and say `stalled`).
+QA_ABORT_MS = 60_000
+
+
+@dataclass
+class Stack:
+    service: ServiceProcess
+    stock: Gateway
+    qa: Gateway
+    stock_model: FakeModelServer
+    qa_model: FakeModelServer
+    stock_tap: IngestTap
+    qa_tap: IngestTap
+
+    def context(self) -> str:
+        """Log tails for failure messages."""
+        return (
+            f"\n--- service log ---\n{self.service.log_tail(40)}"
+            f"\n--- gateway e2e-stock ---\n{self.stock.log_tail(40)}"
+            f"\n--- gateway e2e-qa ---\n{self.qa.log_tail(40)}"
+        )
+
+
+def plugin_config(tap: IngestTap, gateway_id: str, recovery: bool) -> dict[str, object]:
+    config: dict[str, object] = {
+        "serviceUrl": tap.url,
+        "token": INGEST_TOKEN,
+        "gatewayId": gateway_id,
+        "flushIntervalMs": FLUSH_MS,
+        "keepaliveIntervalMs": 5000,
+        "baseBackoffMs": 200,
+        "maxBackoffMs": 2000,
+    }
+    if recovery:
+        config.update({"recoveryToken": RECOVERY_TOKEN, "recoverySettleMs": 5000})
+    return config
+
+
+def wait_ready(stack: Stack, gateway: Gateway, check_route: bool) -> None:
+    """Port open, the plugin's first keepalive arrived, and (stock) the webhook route is live."""
+    deadline = time.monotonic() + READY_DEADLINE_S
+    while True:
+        gateway.assert_alive()
+        stack.service.assert_alive("while the gateways start")
+        ready = port_open(gateway.port) and gateway.gateway_id in _gateway_ids(stack.service)
+        if ready and check_route:
+            # 401 = the plugin's route answered (without a token); 503 = plugin routes not up yet.
+            status, _ = http_post_json(gateway.recovery_url(), {}, timeout=5)
+            ready = status == 401
+        if ready:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gateway {gateway.gateway_id} not ready in {READY_DEADLINE_S} s{stack.context()}")
+        time.sleep(0.25)
+
+
+def _gateway_ids(service: ServiceProcess) -> set[str]:
+    try:
+        response = service.client.get("/v1/gateways")
+    except Exception:  # noqa: BLE001 - not up yet counts as "no gateways"
+        return set()
+    if response.status_code != 200:
+        return set()
+    body = response.json()
+    items = body.get("items", body) if isinstance(body, dict) else body
+    return {item.get("gatewayId") for item in items if isinstance(item, dict)}
+
+
