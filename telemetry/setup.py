@@ -475,7 +475,19 @@ def _grpc_kwargs(config: SignalConfig) -> dict[str, Any]:
         "headers": dict(config.headers),
         "timeout": config.timeout_ms / 1000,
         "compression": Compression.Gzip if config.compression == "gzip" else Compression.NoCompression,
+        "channel_options": _GRPC_CHANNEL_OPTIONS,
     }
+
+
+# The exporter opens a fresh channel after UNAVAILABLE; with gRPC's global subchannel pool that
+# channel would inherit the old connection's reconnect backoff (up to 120 s), so exports could
+# keep failing long after the collector is back. A channel-local pool and a short backoff cap
+# make exports resume at the next interval.
+_GRPC_CHANNEL_OPTIONS = (
+    ("grpc.use_local_subchannel_pool", 1),
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 5000),
+)
 
 
 def _http_kwargs(config: SignalConfig) -> dict[str, Any]:

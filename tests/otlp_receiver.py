@@ -435,6 +435,11 @@ class OtlpReceiver:
         finally:
             self._gate.set()
 
+    @property
+    def holding(self) -> bool:
+        """True while `hold()` keeps requests waiting."""
+        return not self._gate.is_set()
+
     # -- endpoints ------------------------------------------------------------------------
     @property
     def endpoint(self) -> str:
