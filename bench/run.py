@@ -52,7 +52,6 @@ PARTS = ("ingest", "scan", "memory")
 BATCH = 100
 SESSIONS = 20_000  # session keys the load cycles over
 P99_RATE = 1_000  # single-event requests/s for p99_ingest_ms: ~1/8 of one worker's capacity here
-OTLP_EXPORT_INTERVAL_MS = 1_000  # 5x the service default: the exporter's cost shows within a short run
 
 
 class Profile:
@@ -95,64 +94,69 @@ def _paced_p99(port: int, seconds: float, prefix: str) -> dict[str, float]:
 
 
 def run_ingest(profile: Profile, figures: dict[str, float]) -> None:
-    samples: dict[str, list[float]] = {k: [] for k in ("anchor_batch", "anchor_single", "ingest_batch",
-                                                      "ingest_single", "export_off", "export_on", "p99")}
+    keys = ("anchor_batch", "ingest_batch", "export_on", "anchor_single", "ingest_single")
+    samples: dict[str, list[float]] = {k: [] for k in keys}
+    cpu: dict[str, list[float]] = {k: [] for k in keys}
+    p99: list[float] = []
     wired = importlib.util.find_spec("telemetry.setup") is not None
     if not wired:
         log("export: telemetry.setup is missing, so the service runs the no-op recorder with or "
             "without OTLP: export_ratio measures nothing yet")
+
+    def measure(server: servers.Server, key: str, events: int, prefix: str, warm_s: float) -> None:
+        servers.wrk(server.url, warm_s, f"{prefix}-warm", events, SESSIONS)
+        result = servers.wrk(server.url, profile.measure_s, prefix, events, SESSIONS, server_pid=server.proc.pid)
+        samples[key].append(_eps(result, events))
+        cpu[key].append(result.cpu_us_per(events))
+
     for rnd in range(profile.rounds):
         tag = f"r{rnd}-{int(time.time())}"
         with servers.uvicorn("bench.anchor_app:app") as anchor:
-            servers.wrk(anchor.url, profile.warm_s, f"{tag}-aw", BATCH, SESSIONS)
-            samples["anchor_batch"].append(_eps(servers.wrk(anchor.url, profile.measure_s, f"{tag}-ab", BATCH,
-                                                            SESSIONS), BATCH))
-            servers.wrk(anchor.url, 1, f"{tag}-asw", 1, SESSIONS)
-            samples["anchor_single"].append(_eps(servers.wrk(anchor.url, profile.measure_s, f"{tag}-as", 1,
-                                                             SESSIONS), 1))
+            measure(anchor, "anchor_batch", BATCH, f"{tag}-ab", profile.warm_s)
+            measure(anchor, "anchor_single", 1, f"{tag}-as", 1)
         with servers.uvicorn("app.main:app") as service:
-            servers.wrk(service.url, profile.warm_s, f"{tag}-iw", BATCH, SESSIONS)
-            batch = _eps(servers.wrk(service.url, profile.measure_s, f"{tag}-ib", BATCH, SESSIONS), BATCH)
-            samples["ingest_batch"].append(batch)
-            samples["export_off"].append(batch)
-            servers.wrk(service.url, 1, f"{tag}-isw", 1, SESSIONS)
-            samples["ingest_single"].append(_eps(servers.wrk(service.url, profile.measure_s, f"{tag}-is", 1,
-                                                             SESSIONS), 1))
+            measure(service, "ingest_batch", BATCH, f"{tag}-ib", profile.warm_s)
+            measure(service, "ingest_single", 1, f"{tag}-is", 1)
             paced = _paced_p99(service.port, profile.p99_s, f"{tag}-p")
             if paced["failures"]:
                 log(f"p99: {paced['failures']} non-2xx answers of {paced['requests']}")
             log(f"p99 at {P99_RATE}/s: p50 {paced['p50_ms']:.2f} ms, p99 {paced['p99_ms']:.2f} ms, "
                 f"max {paced['max_ms']:.2f} ms")
-            samples["p99"].append(paced["p99_ms"])
+            p99.append(paced["p99_ms"])
         with otlp_sink() as (sink_port, count_file):
             env = {
                 "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
                 "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-                "OTEL_METRIC_EXPORT_INTERVAL": str(OTLP_EXPORT_INTERVAL_MS),
                 "OTEL_SERVICE_NAME": "openclaw-diagnostics-bench",
             }
             with servers.uvicorn("app.main:app", env) as service:
-                servers.wrk(service.url, profile.warm_s, f"{tag}-ow", BATCH, SESSIONS)
-                samples["export_on"].append(_eps(servers.wrk(service.url, profile.measure_s, f"{tag}-ob", BATCH,
-                                                             SESSIONS), BATCH))
+                measure(service, "export_on", BATCH, f"{tag}-ob", profile.warm_s)
         received = count_file.read_text().split() if count_file.exists() else []
         count_file.unlink(missing_ok=True)
-        log(f"export: the OTLP sink received {received[0] if received else '?'} requests "
-            f"({received[1] if len(received) > 1 else '?'} bytes)")
-        log(f"round {rnd + 1}/{profile.rounds}: " + ", ".join(f"{k} {v[-1]:.0f}" for k, v in samples.items()))
+        log(f"export: the OTLP sink received {received[0] if received else 'nothing'} requests "
+            f"({received[1] if len(received) > 1 else 0} bytes)")
+        log(f"round {rnd + 1}/{profile.rounds} events/s: "
+            + ", ".join(f"{k} {v[-1]:.0f}" for k, v in samples.items()))
+        log(f"round {rnd + 1}/{profile.rounds} server CPU us/event: "
+            + ", ".join(f"{k} {v[-1]:.2f}" for k, v in cpu.items()))
+
+    def ratio(num: str, den: str) -> float:
+        # The median of each round's own ratio: each pair measured within a minute of each other.
+        return statistics.median(n / d for n, d in zip(samples[num], samples[den]))
+
     med = {k: statistics.median(v) for k, v in samples.items()}
     figures["ingest_batch_eps"] = med["ingest_batch"]
     figures["anchor_batch_eps"] = med["anchor_batch"]
-    # Ratios: the median of each round's own ratio (each pair measured minutes apart at most).
-    figures["ingest_batch_ratio"] = statistics.median(
-        i / a for i, a in zip(samples["ingest_batch"], samples["anchor_batch"]))
+    figures["ingest_batch_ratio"] = ratio("ingest_batch", "anchor_batch")
     figures["ingest_single_eps"] = med["ingest_single"]
     figures["anchor_single_eps"] = med["anchor_single"]
-    figures["ingest_single_ratio"] = statistics.median(
-        i / a for i, a in zip(samples["ingest_single"], samples["anchor_single"]))
-    figures["export_ratio"] = statistics.median(
-        on / off for on, off in zip(samples["export_on"], samples["export_off"]))
-    figures["p99_ingest_ms"] = med["p99"]
+    figures["ingest_single_ratio"] = ratio("ingest_single", "anchor_single")
+    figures["export_ratio"] = ratio("export_on", "ingest_batch")  # off: the plain service's batch run
+    figures["p99_ingest_ms"] = statistics.median(p99)
+    cmed = {k: statistics.median(v) for k, v in cpu.items()}
+    log(f"cross-check, server CPU per event: batch anchor/service "
+        f"{cmed['anchor_batch'] / cmed['ingest_batch']:.3f}, single {cmed['anchor_single'] / cmed['ingest_single']:.3f}, "
+        f"export off/on {cmed['ingest_batch'] / cmed['export_on']:.3f}")
 
 
 # -- scan and memory (in process) -----------------------------------------------------------------

@@ -110,11 +110,26 @@ def uvicorn(target: str, extra_env: dict[str, str] | None = None) -> Iterator[Se
         shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far, from /proc (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class WrkResult:
     requests: int
     seconds: float
     errors: int  # non-2xx answers and socket errors
+    server_cpu_s: float = float("nan")  # the server's CPU over the run, when its pid was given
+
+    def cpu_us_per(self, events_per_request: int) -> float:
+        """Server CPU per event: steadier than events/s on a shared machine (a cross-check)."""
+        done = max(1, self.requests - self.errors) * events_per_request
+        return self.server_cpu_s / done * 1e6
 
     @property
     def ok_per_s(self) -> float:
@@ -128,14 +143,16 @@ _UNIT = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 
 
 def wrk(url: str, seconds: float, prefix: str, events_per_request: int, sessions: int = 20_000,
-        connections: int = CONNECTIONS) -> WrkResult:
+        connections: int = CONNECTIONS, server_pid: int | None = None) -> WrkResult:
     """Closed-loop load from wrk (one thread, `connections` connections) with bench/wrk_events.lua."""
     cmd = [
         "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
         "-s", str(ROOT / "bench" / "wrk_events.lua"), url,
         "--", prefix, str(events_per_request), str(sessions), TOKEN,
     ]
+    cpu_before = cpu_seconds(server_pid) if server_pid else float("nan")
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(server_pid) - cpu_before if server_pid else float("nan")
     match = _REQS.search(out)
     if not match:
         raise RuntimeError(f"cannot read wrk output:\n{out}")
@@ -148,4 +165,4 @@ def wrk(url: str, seconds: float, prefix: str, events_per_request: int, sessions
         errors += sum(int(g) for g in m.groups())
     if errors:
         log(f"wrk {prefix}: {errors} errors of {requests} requests")
-    return WrkResult(requests, elapsed, errors)
+    return WrkResult(requests, elapsed, errors, cpu)
