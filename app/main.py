@@ -15,7 +15,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app import api
+from app import api, page
 from app.ingest import IngestMiddleware
 from app.journal import Journal
 from app.monitor import Clock, Monitor, MonitorConfig, SystemClock
@@ -193,6 +193,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     )
     app.include_router(api.router)
     app.include_router(api.health)
+    app.include_router(page.router)
     api.install_error_handlers(app)
     api.install_openapi(app)
     app.add_middleware(IngestMiddleware)
