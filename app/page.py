@@ -305,6 +305,8 @@ def _layout(request: Request, title: str, page: str, body: str, data: dict[str, 
             f'<form method="post" action="{e(base)}/ui/logout" class="signout">'
             '<button type="submit">Sign out</button></form>'
         )
+    # The live indicator only on pages the script refreshes; it says "live" once a poll succeeded.
+    live = '<span id="live" class="pill">connecting…</span>' if page in ("overview", "session") else ""
     unauth = ""
     if not _service(request).tokens:
         unauth = '<span class="pill warn" title="OPENCLAW_DIAG_INGEST_TOKENS is not set">unauthenticated</span>'
@@ -315,7 +317,7 @@ def _layout(request: Request, title: str, page: str, body: str, data: dict[str, 
         f'<link rel="stylesheet" href="{e(base)}/ui/app.css"></head>'
         f"<body{attrs}>"
         f'<header class="top"><a class="brand" href="{e(base)}/"><span class="logo">◎</span> OpenClaw diagnostics</a>'
-        f'<div class="top-right">{unauth}<span id="live" class="pill">server-rendered</span>{signout}</div></header>'
+        f'<div class="top-right">{unauth}{live}{signout}</div></header>'
         f"<main>{body}</main>"
         f'<script src="{e(base)}/ui/app.js"></script></body></html>'
     )
