@@ -341,6 +341,15 @@ def _dl(rows: list[tuple[str, str]]) -> str:
     return '<dl class="facts">' + "".join(f"<dt>{e(k)}</dt><dd>{v}</dd>" for k, v in rows) + "</dl>"
 
 
+def usage_text(usage: dict[str, Any]) -> str:
+    """Tokens and cost summed from model.usage; either may be null (a sum past float range)."""
+    total = usage.get("total")
+    cost = usage.get("costUsd")
+    tokens = "–" if total is None else f"{total:,}"
+    dollars = "–" if cost is None else f"${cost:.4f}"
+    return f"{tokens} tokens · {dollars}"
+
+
 def render_detail_body(item: dict[str, Any], base: str) -> str:
     att = item.get("attention")
     activity = item.get("activity") or {}
@@ -358,7 +367,7 @@ def render_detail_body(item: dict[str, Any], base: str) -> str:
         ("Generation", e(item["generation"])),
         ("Last activity", f'{e(human_ms(item["ageMs"]))} ago <span class="sub">{e(clock(item["lastActivityAt"]))}</span>'),
         ("Recovery in flight", "yes" if item.get("recoveryInFlight") else "no"),
-        ("Usage", e(f"{usage.get('total', 0)} tokens · ${usage.get('costUsd', 0):.4f}")),
+        ("Usage", e(usage_text(usage))),
     ]
     if att:
         attention_rows = [
@@ -875,6 +884,11 @@ JS = r"""
     });
     return dl;
   }
+  function usageText(u) {
+    var tokens = (u.total === null || u.total === undefined) ? DASH : Number(u.total).toLocaleString("en-US");
+    var cost = (u.costUsd === null || u.costUsd === undefined) ? DASH : "$" + Number(u.costUsd).toFixed(4);
+    return tokens + " tokens \u00b7 " + cost;
+  }
   function span(cls, text) { return h("span", {cls: cls, text: text}); }
   function frag() {
     var f = document.createDocumentFragment();
@@ -906,7 +920,7 @@ JS = r"""
       ["State", item.state], ["Queue depth", String(item.queueDepth)], ["Generation", String(item.generation)],
       ["Last activity", frag(human(item.ageMs) + " ago ", span("sub", stamp(item.lastActivityAt)))],
       ["Recovery in flight", item.recoveryInFlight ? "yes" : "no"],
-      ["Usage", (usage.total || 0) + " tokens \u00b7 $" + Number(usage.costUsd || 0).toFixed(4)]
+      ["Usage", usageText(usage)]
     ];
     var attRows = att ? [
       ["Verdict", att.eventType], ["Reason", span("mono", att.reason)], ["Classification", att.classification],

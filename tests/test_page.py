@@ -67,11 +67,15 @@ def test_overview_escapes_everything(open_svc: Any) -> None:
 
 
 def test_detail_view_and_json(open_svc: Any) -> None:
+    post_events(open_svc.client, [{"type": "model.usage", "gatewayId": "gw-1", "sessionKey": "agent:main:a/b?c#d&e",
+                                   "usage": {"input": 1200, "output": 300, "total": 1500}, "costUsd": 0.0123,
+                                   "ts": now_ms()}])
     response = httpx.get(open_svc.url + "/ui/session", params={"gatewayId": "gw-1", "sessionKey": "agent:main:a/b?c#d&e"})
     assert response.status_code == 200
     assert "agent:main:a/b?c#d&amp;e" in response.text
     assert "Recovery history" in response.text and "Recent events" in response.text
     assert "stale_session_state" in response.text
+    assert "1,500 tokens · $0.0123" in response.text
     data = httpx.get(open_svc.url + "/ui/session.json",
                      params={"gatewayId": "gw-1", "sessionKey": "agent:main:a/b?c#d&e"}).json()
     assert data["sessionKey"] == "agent:main:a/b?c#d&e" and data["recentEvents"]

@@ -83,6 +83,8 @@ def test_stuck_session_appears_live_and_opens(service_factory: Any, page: Any) -
          "ts": now_ms() - 42_000},
         {"type": "tool.execution.started", "gatewayId": "gw-1", "sessionKey": "agent:ops:main", "runId": "r2",
          "toolName": "browser", "toolCallId": "call_8f2", "ts": now_ms() - 41_000},
+        {"type": "model.usage", "gatewayId": "gw-1", "sessionKey": "agent:main:telegram:direct:4711",
+         "usage": {"input": 41_200, "output": 1_830, "total": 43_030}, "costUsd": 0.2113, "ts": now_ms()},
         *stuck_events("gw-2", XSS_KEY, 8_000),
         {"type": "message.queued", "gatewayId": "gw-2", "sessionKey": "agent:main:quiet", "source": "cli",
          "queueDepth": 0, "ts": now_ms()},
@@ -114,6 +116,7 @@ def test_stuck_session_appears_live_and_opens(service_factory: Any, page: Any) -
     assert "stale_session_state" in detail and "5c23b3a8-1f" in detail
     assert "recovery history" in detail.lower() and "no_recovery_target" in detail
     assert "session.state" in detail  # recent events from the journal
+    assert "43,030 tokens · $0.2113" in detail
     shot(page, "status-session.png")
 
     page.go_back()
