@@ -101,3 +101,41 @@ def test_errors_are_plain_messages(service: Any) -> None:
 
     down = cli("--url", f"http://127.0.0.1:{free_port()}", env={"OPENCLAW_DIAG_TOKEN": TOKEN})
     assert down.exit_code == 1 and "cannot reach the service" in down.stderr
+
+
+def test_serve_runs_the_service(tmp_path: Any) -> None:
+    """`openclaw-diagnostics serve` (the README's run command) serves on OPENCLAW_DIAG_HOST/PORT and
+    stops cleanly on SIGTERM."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+
+    from service_process import REPO, free_port
+
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENCLAW_DIAG_", "OTEL_"))}
+    env.update({"OPENCLAW_DIAG_DATA_DIR": str(tmp_path / "data"), "OPENCLAW_DIAG_PORT": str(port),
+                "OPENCLAW_DIAG_HOST": "127.0.0.1", "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"})
+    exe = shutil.which("openclaw-diagnostics")
+    command = [exe] if exe else [sys.executable, "-m", "app.cli"]
+    log = tmp_path / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([*command, "serve"], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+    try:
+        def ready() -> bool:
+            assert proc.poll() is None, log.read_text()
+            return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).json()["status"] == "ready"
+
+        wait_until(ready, timeout=30, what="serve to be ready")
+        assert httpx.get(f"http://127.0.0.1:{port}/").status_code == 200
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        code = proc.wait(30)
+    # uvicorn shuts down gracefully, then re-raises the signal it caught (exit status -SIGTERM).
+    assert code in (0, -signal.SIGTERM), log.read_text()
+    assert "Application shutdown complete" in log.read_text()
