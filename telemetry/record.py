@@ -86,6 +86,10 @@ class Recorder:
         """Prometheus text exposition for /metrics, and its content type."""
         return b"", "text/plain; version=0.0.4; charset=utf-8"
 
+    def force_flush(self) -> bool:
+        """Export everything now (tests; before a planned stop). True when nothing failed."""
+        return True
+
     def shutdown(self) -> None:
         """Flush and stop exporters."""
 

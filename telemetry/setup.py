@@ -559,6 +559,7 @@ class TelemetryPipeline:
         ]
         self.health_state = ExportHealth(config.signals, injected)
         self._lock = threading.Lock()
+        self._render_lock = threading.Lock()
         self._shut = False
 
         # /metrics: the OpenTelemetry Prometheus reader in a private registry (several app
@@ -630,7 +631,10 @@ class TelemetryPipeline:
         return self.health_state.failure_rows()
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), _PROMETHEUS_CONTENT_TYPE
+        # one scrape at a time: the reader's collector hands collected data over through a
+        # shared queue, and two concurrent scrapes could each emit the other's samples
+        with self._render_lock:
+            return generate_latest(self.registry), _PROMETHEUS_CONTENT_TYPE
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         ok = True

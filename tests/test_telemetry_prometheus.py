@@ -146,3 +146,32 @@ def test_render_after_shutdown_is_harmless() -> None:
     recorder.shutdown()
     body, _ = recorder.render_metrics()
     assert b"openclaw_" not in body
+
+
+def test_concurrent_scrapes_never_mix_samples() -> None:
+    import threading
+
+    recorder = build_recorder(True, 2048, env={})
+    try:
+        drive_all(recorder)
+        bodies: list[str] = []
+        errors: list[BaseException] = []
+
+        def scrape() -> None:
+            try:
+                for _ in range(20):
+                    bodies.append(recorder.render_metrics()[0].decode())
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=scrape) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert not errors and len(bodies) == 80
+        for body in bodies:
+            lines = [line for line in body.splitlines() if line.startswith("openclaw_session_stuck_total{")]
+            assert len(lines) == 1, lines
+    finally:
+        recorder.shutdown()
