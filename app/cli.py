@@ -262,9 +262,10 @@ def replay(
 ) -> None:
     """Replay a capture with a simulated clock and print the attention timeline.
 
-    The capture goes through the service's own store, monitor, classifier and recovery
-    coordinator (observe executor, no data directory); the clock is driven by the events' ts and
-    ticks every scan interval. Exit code 1 when invalid lines were skipped, 0 otherwise."""
+    The capture goes through the service's own store, monitor, classifier and recovery coordinator (observe executor, no data directory); the clock is driven by the events' ts and ticks every scan interval.
+
+    Exit code 1 when invalid lines were skipped, 0 otherwise; 2 on a usage or configuration error.
+    """
     from app.replay import ReplayConfig, Source, replay_source
 
     overrides: dict[str, Any] = {}
@@ -336,6 +337,8 @@ def replay(
                 ))
         else:
             summary = asyncio.run(replay_source(source, config, on_verdict, on_invalid))
+    except BrokenPipeError:
+        raise  # `replay ... | head`: click exits quietly
     except (OSError, EOFError) as exc:  # a truncated gzip, a vanished file
         raise fail(f"cannot read {file}: {exc}", EXIT_CONFIG) from None
     finally:
@@ -408,8 +411,8 @@ def sessions(
 ) -> None:
     """List the running service's sessions, most severe and oldest attention first.
 
-    The order is the one of GET /v1/sessions. The token comes from OPENCLAW_DIAG_TOKEN or the
-    first of OPENCLAW_DIAG_INGEST_TOKENS."""
+    The order is the one of GET /v1/sessions. The token comes from OPENCLAW_DIAG_TOKEN or the first of OPENCLAW_DIAG_INGEST_TOKENS.
+    """
     import httpx
 
     base = (url or default_url()).rstrip("/")
@@ -539,7 +542,8 @@ def check_config(
 ) -> None:
     """Print the effective settings, including the derived abort threshold.
 
-    Secrets are redacted. Exits 2 on an invalid environment, naming the variable."""
+    Secrets are redacted. Exits 2 on an invalid environment, naming the variable.
+    """
     settings = load_or_exit()
     rows = effective_settings(settings)
     if as_json:
