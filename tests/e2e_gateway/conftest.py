@@ -36,8 +36,10 @@ def stack(runtime: Runtime, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     root: Path = tmp_path_factory.mktemp("gateway-e2e")
     stock_model = FakeModelServer().start()
     qa_model = FakeModelServer().start()
-    stock_tap = IngestTap("http://127.0.0.1:1").start()  # upstream set once the service is up
-    qa_tap = IngestTap("http://127.0.0.1:1").start()
+    # The taps' upstream is set once the service is up: the service needs the stock gateway's
+    # port for its webhook URL, and the gateways need the taps' URLs in their plugin config.
+    stock_tap = IngestTap().start()
+    qa_tap = IngestTap().start()
     stock = Gateway(runtime, root / "stock", gateway_id="e2e-stock", model_base_url=stock_model.base_url,
                     plugin_config=plugin_config(stock_tap, "e2e-stock", recovery=True))
     qa = Gateway(runtime, root / "qa", gateway_id="e2e-qa", model_base_url=qa_model.base_url,
@@ -71,6 +73,8 @@ def stack(runtime: Runtime, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         wait_ready(built, qa, check_route=False)
         yield built
     finally:
+        for model in (stock_model, qa_model):
+            model.release_hung()  # else the gateways' shutdown waits for their hung runs to drain
         for gateway in (stock, qa):
             gateway.stop()
         for model in (stock_model, qa_model):

@@ -41,9 +41,14 @@ class FakeModelServer:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
-        # Release hung handlers first so their threads end instead of holding sockets open.
+    def release_hung(self) -> None:
+        """Ends every hung request (the connection closes, unanswered) and stops hanging new ones.
+        A gateway being shut down then sees its model call fail instead of draining it for minutes."""
+        self.hang.clear()
         self._release.set()
+
+    def stop(self) -> None:
+        self.release_hung()
         self._httpd.shutdown()
         self._httpd.server_close()
 

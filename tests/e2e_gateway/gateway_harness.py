@@ -151,8 +151,8 @@ class IngestTap:
     them on, so the plugin's retry path runs inside the real gateway.
     """
 
-    def __init__(self, upstream: str) -> None:
-        self.upstream = upstream.rstrip("/")
+    def __init__(self, upstream: str | None = None) -> None:
+        self.upstream = upstream  # set before the first batch arrives; unset answers 503
         self.batches: list[list[dict[str, Any]]] = []
         self.failed: list[list[dict[str, Any]]] = []
         self.responses: list[tuple[int, Any]] = []
@@ -220,7 +220,10 @@ class IngestTap:
                 headers = {"Content-Type": self.headers.get("Content-Type", "application/json")}
                 if self.headers.get("Authorization"):
                     headers["Authorization"] = self.headers["Authorization"]
-                request = urllib.request.Request(tap.upstream + self.path, data=raw, headers=headers, method="POST")
+                if not tap.upstream:
+                    return 503, b'{"error":{"code":"unavailable","message":"tap has no upstream yet"}}'
+                request = urllib.request.Request(tap.upstream.rstrip("/") + self.path, data=raw, headers=headers,
+                                                 method="POST")
                 try:
                     with urllib.request.urlopen(request, timeout=30) as response:
                         return response.status, response.read()

@@ -1,14 +1,15 @@
-"""The stack for the real-gateway e2e tests, built once per module:
+"""The stack the real-gateway e2e tests run against, built once per module (conftest.py):
 
-    fake model (stock) <- gateway "e2e-stock" --plugin--> tap --> service <--+
-    fake model (qa)    <- gateway "e2e-qa" (QA hook) --plugin--> tap --> service
-                                 ^                                            |
-                                 +---- recovery webhook (service, webhook mode)
+    fake model "stock" <-- gateway e2e-stock  --plugin--> tap --+
+                                                                +--> service (warn 10 s, scan 500 ms)
+    fake model "qa"    <-- gateway e2e-qa     --plugin--> tap --+         |
+                           (QA hook: its own monitor lowered)             |
+    gateway e2e-stock's plugin route  <--- recovery webhook (webhook mode) +
 
-The service runs with warn 10 s and a 500 ms scan, its recovery executor in `webhook` mode
-pointed at the stock gateway's plugin route. The QA gateway's requests reach that route too
-(the URL template names the gateway in a query parameter only), and the plugin refuses them
-with 409 — so the QA gateway's hung run is left for its own monitor to judge.
+Each tap records what the plugin put on the wire and can refuse batches (503) to exercise the
+plugin's retries. The service's webhook URL names the gateway only in a query parameter, so
+requests for e2e-qa reach e2e-stock's plugin too, which refuses them (409, wrong gateway): the
+QA gateway's hung run is left for its own monitor to judge.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from service_process import ServiceProcess
 
 WARN_MS = 10_000
 SCAN_MS = 500
-ABORT_MS = 20_000
+ABORT_MS = 15_000  # past warn + 2 scans, so the stalled verdict is seen before the abort
 FLUSH_MS = 200
 INGEST_TOKEN = "e2e-ingest-token"
 RECOVERY_TOKEN = "e2e-recovery-token"

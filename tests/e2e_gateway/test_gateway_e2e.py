@@ -8,7 +8,6 @@ Every wait polls with a deadline; every process is stopped by its pid (see conft
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -263,3 +262,22 @@ def test_gateway_verdict_is_stored_beside_ours(stack: Stack, qa_hung_session: di
     session = session_or_none(stack, key, "e2e-qa")
     for entry in recoveries(session, "completed"):
         assert entry["status"] == "failed" and "409" in entry.get("error", ""), entry
+
+
+# -- shutdown -------------------------------------------------------------------------------------------
+
+
+def test_gateway_shutdown_flushes_the_queue(stack: Stack, qa_hung_session: dict[str, Any]) -> None:
+    """SIGTERM to the gateway: the plugin's service stop() sends what is queued, keepalive last.
+    (Runs last: it stops the QA gateway, which the fixture's teardown then finds stopped.)"""
+    stack.qa_model.release_hung()
+    batches_before = len(stack.qa_tap.batches)
+    stack.qa.stop()
+    assert stack.qa.proc is not None and stack.qa.proc.returncode == 0, stack.qa.log_tail()
+    after = [event for batch in stack.qa_tap.batches[batches_before:] for event in batch]
+    assert after, "nothing was sent during the shutdown"
+    assert after[-1]["type"] == "forwarder.keepalive", after[-1]
+    assert after[-1]["queued"] == 0
+    # The run that was hung ended during the shutdown, and its end reached the service.
+    key = qa_hung_session["key"]
+    assert any(e["type"] == "run.completed" and e.get("sessionKey") == key for e in stack.qa_tap.events())

@@ -97,7 +97,9 @@ export class Forwarder {
     this.post = deps.post ?? postJson;
     this.logger = deps.logger ?? console;
     this.random = deps.random ?? Math.random;
-    this.processStart = deps.processStart ?? this.clock.now();
+    // The process's start time, not the forwarder's: stable across forwarder restarts (config
+    // reloads) in one gateway process, whose seq keeps counting.
+    this.processStart = deps.processStart ?? Math.floor(performance.timeOrigin);
     this.accepts = compileTypeFilter(config);
     this.stripFields = config.allowContent ? [] : CONTENT_FIELDS;
     this.queue = new BoundedQueue(config.maxQueue);
@@ -276,9 +278,9 @@ export class Forwarder {
     } else {
       this.onRejected(batch, result);
     }
-    if (this.queue.length > 0) {
-      this.schedule(this.queue.length >= this.config.batchSize ? 0 : this.config.flushIntervalMs);
-    }
+    // A keepalive that fell due while this request was in flight goes out now, not a period late.
+    if (this.keepaliveDue || this.queue.length >= this.config.batchSize) this.schedule(0);
+    else if (this.queue.length > 0) this.schedule(this.config.flushIntervalMs);
   }
 
   async deliver(body) {

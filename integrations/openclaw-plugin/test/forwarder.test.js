@@ -275,6 +275,26 @@ describe("keepalive", () => {
     assert.equal(keepalives[1].ts - keepalives[0].ts, 15000);
     assert.equal(new Set(keepalives.map((k) => k.eventId)).size, 3);
   });
+
+  it("sends a keepalive that fell due during a slow request right after it, not a period late", async () => {
+    let release;
+    const held = new Promise((resolve) => {
+      release = resolve;
+    });
+    const rx = await receiver(async (_req, i) => {
+      if (i === 1) await held;
+      return { status: 202, body: {} };
+    });
+    const { forwarder, clock } = await started(rx, makeForwarder(rx.url, { batchSize: 1, keepaliveIntervalMs: 15000 }));
+    forwarder.push(event(1));
+    await pumpUntil(clock, () => rx.requests.length >= 2); // the event's request, held by the server
+    clock.advance(15000); // the keepalive falls due while that request is in flight
+    await settle();
+    assert.equal(rx.requests.length, 2);
+    release();
+    await pumpUntil(clock, () => rx.requests.length >= 3);
+    assert.deepEqual(rx.requests[2].body.map((e) => e.type), [KEEPALIVE_TYPE]);
+  });
 });
 
 describe("never blocks, never throws", () => {

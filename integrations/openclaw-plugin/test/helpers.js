@@ -55,14 +55,15 @@ export class FakeClock {
 
 /**
  * A real HTTP server on 127.0.0.1 recording every request. `respond(request, index)` returns
- * `{status, body}` or `"reset"` to destroy the connection (a network error for the client).
+ * (or resolves to) `{status, body}`, or `"reset"` to destroy the connection (a network error
+ * for the client).
  */
 export async function startReceiver(respond = () => ({ status: 202, body: { accepted: 0, duplicates: 0, ignored: 0, rejected: [] } })) {
   const requests = [];
   const server = http.createServer((req, res) => {
     const chunks = [];
     req.on("data", (chunk) => chunks.push(chunk));
-    req.on("end", () => {
+    req.on("end", async () => {
       const raw = Buffer.concat(chunks).toString("utf8");
       let body;
       try {
@@ -73,7 +74,7 @@ export async function startReceiver(respond = () => ({ status: 202, body: { acce
       const request = { method: req.method, url: req.url, headers: req.headers, body };
       const index = requests.length;
       requests.push(request);
-      const answer = receiver.respond(request, index);
+      const answer = await receiver.respond(request, index);
       if (answer === "reset") {
         req.socket.destroy();
         return;
