@@ -185,7 +185,9 @@ _ID_FIELDS = ("eventId", "gatewayId", "sessionKey", "sessionId", "runId")
 class Rejection:
     index: int
     errors: list[dict[str, Any]]
-    type: str = "other"  # the event's type when it names a known one, for the events counter
+    # for the events counter: the event's type when it names a known one, and its gateway
+    type: str = "other"
+    gateway: str | None = None
 
     def as_json(self) -> dict[str, Any]:
         return {"index": self.index, "errors": self.errors}
@@ -278,7 +280,7 @@ def check_event(index: int, event: Event) -> Event | Rejection:
         errors = errors or []
         errors.append({"loc": ["body", index], "msg": "sessionKey, sessionId or runId is required"})
     if errors:
-        return Rejection(index, errors, kind if kind in KNOWN_TYPES else "other")
+        return Rejection(index, errors, kind if kind in KNOWN_TYPES else "other", event.gatewayId)
     return event
 
 
@@ -292,9 +294,11 @@ def _check_value(index: int, value: Any) -> Event | Rejection:
         loc, msg = _error_loc(str(exc), index, skip_index=True)
         if loc == ["body", index] and "Expected `object`" in msg:
             msg = "event must be a JSON object"
-        kind = value.get("type") if isinstance(value, dict) else None
+        fields = value if isinstance(value, dict) else {}
+        kind, gateway = fields.get("type"), fields.get("gatewayId")
         known = kind.strip() if isinstance(kind, str) and kind.strip() in KNOWN_TYPES else "other"
-        return Rejection(index, [{"loc": loc, "msg": msg}], known)
+        gateway = gateway.strip() or None if isinstance(gateway, str) and len(gateway) <= 128 else None
+        return Rejection(index, [{"loc": loc, "msg": msg}], known, gateway)
     return check_event(index, event)
 
 

@@ -178,14 +178,17 @@ def bind_gateways(decoded: Decoded, bound_gateway: str | None) -> None:
             decoded.rejected.append(Rejection(index, [{
                 "loc": ["body", index, "gatewayId"],
                 "msg": f"the token is bound to gateway {bound_gateway}",
-            }], event.type))
+            }], event.type, bound_gateway))
             continue
         kept.append((index, event))
     decoded.events = kept
 
 
 def _rejected_counts(decoded: Decoded, gateway: str | None) -> Counter[tuple[str, str, str]]:
-    return Counter((gateway or DEFAULT_GATEWAY, rejection.type, REJECTED) for rejection in decoded.rejected)
+    # a gateway-bound token decides; else the gateway the event named, if it could be read
+    return Counter(
+        (gateway or rejection.gateway or DEFAULT_GATEWAY, rejection.type, REJECTED) for rejection in decoded.rejected
+    )
 
 
 def apply_events(service: Service, decoded: Decoded, bound_gateway: str | None) -> Counter[str]:

@@ -667,19 +667,9 @@ def test_gateway_derived_series_carry_openclaw_gateway(stack: Stack) -> None:
     assert not offenders, f"series without openclaw_gateway: {json.dumps(offenders, indent=1)}"
     gateways = set(stack.prom.label_values("openclaw_gateway"))
     assert {*LIVE_GATEWAYS, SILENT_GATEWAY} <= gateways, gateways
-    # (exactly these, no phantom `default`: see the xfail test below)
+    assert "default" not in gateways, gateways  # rejected events count under their sender
 
 
-REJECTED_UNDER_DEFAULT = (
-    "app/ingest.py _rejected_counts() counts every rejected event under the token-bound gateway or "
-    "'default', ignoring the event's own (valid) gatewayId: openclaw_monitor_events_total"
-    "{openclaw_outcome=\"rejected\"} carries openclaw_gateway=\"default\" for events sent by gw-a/gw-b, "
-    "a gateway that exists nowhere else (not in openclaw_monitor_gateways, so not selectable in the "
-    "dashboard), and the 'Rejected events per minute by type' panel is empty when the sender is selected"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=REJECTED_UNDER_DEFAULT)
 def test_rejected_events_are_counted_under_the_gateway_that_sent_them(stack: Stack) -> None:
     # telemetry.md: every instrument produced from a gateway's events carries openclaw.gateway = gatewayId
     rejected = set(stack.prom.label_values("openclaw_gateway",
@@ -794,18 +784,11 @@ def finite_values(result: list[dict[str, Any]]) -> list[float]:
     return [v for v in (float(s["value"][1]) for s in result) if math.isfinite(v)]
 
 
-# (panel title, refId) -> why it comes out empty when gateways are SELECTED (a service defect,
-# pinned by a strict xfail test of its own, so the rest of the dashboard check still runs)
-BROKEN_WITH_A_GATEWAY_SELECTED = {("Rejected events per minute by type", "A"): REJECTED_UNDER_DEFAULT}
-
-
 def check_dashboard(stack: Stack, variables: dict[str, str], *, positive_stats: bool,
-                    only: set[tuple[str, str]] | None = None, skip: set[tuple[str, str]] = frozenset(),
                     timeout: float = 20.0) -> dict[tuple[str, str], str]:
     """Run every target; return the problems that persisted until the deadline (empty: all good)."""
     board = dashboard()
-    targets = [(p, t) for p, t in panel_targets(board)
-               if (only is None or (p["title"], t.get("refId")) in only) and (p["title"], t.get("refId")) not in skip]
+    targets = list(panel_targets(board))
     deadline = time.monotonic() + timeout
     while True:
         problems: dict[tuple[str, str], str] = {}
@@ -838,7 +821,7 @@ def test_dashboard_has_the_panels_the_expectations_name() -> None:
     board = dashboard()
     idents = {(p["title"], t.get("refId")) for p, t in panel_targets(board)}
     titles = {p.get("title") for p in panels(board)}
-    stale = [i for i in (*MAY_BE_EMPTY, *NEEDS_FIRING_ALERT, *BROKEN_WITH_A_GATEWAY_SELECTED) if i not in idents]
+    stale = [i for i in (*MAY_BE_EMPTY, *NEEDS_FIRING_ALERT) if i not in idents]
     stale += [t for t in POSITIVE_STATS if t not in titles]
     assert not stale, f"the dashboard changed; update this test's expectations: {stale}"
     assert len(panel_targets(board)) >= 42
@@ -865,18 +848,9 @@ def test_dashboard_variable_queries_return_the_gateways_and_lanes(stack: Stack) 
 def test_every_dashboard_query_runs_and_the_fed_panels_have_data(stack: Stack, selection: dict | None) -> None:
     board = dashboard()
     variables = template_variables(board, selection)
-    skip = set(BROKEN_WITH_A_GATEWAY_SELECTED) if selection else set()
-    problems = check_dashboard(stack, variables, positive_stats=selection is None, skip=skip)
+    problems = check_dashboard(stack, variables, positive_stats=selection is None)
     report = "\n".join(f"- {title} [{ref}]: {why}" for (title, ref), why in sorted(problems.items()))
     assert not problems, f"{len(problems)} dashboard target(s) failed (variables {variables}):\n{report}"
-
-
-@pytest.mark.xfail(strict=True, reason=REJECTED_UNDER_DEFAULT)
-def test_rejected_events_panel_has_data_with_the_sending_gateway_selected(stack: Stack) -> None:
-    variables = template_variables(dashboard(), {"gateway": list(LIVE_GATEWAYS)})
-    problems = check_dashboard(stack, variables, positive_stats=False, only=set(BROKEN_WITH_A_GATEWAY_SELECTED),
-                               timeout=3.0)
-    assert not problems, problems
 
 
 # ---------------------------------------------------------------------------------------------
