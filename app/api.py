@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import heapq
+import math
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -92,8 +94,10 @@ def attention_json(session: Session) -> dict[str, Any] | None:
 def usage_json(session: Session) -> dict[str, Any]:
     totals = session.usage or [0.0] * 6
     names = ("input", "output", "cacheRead", "cacheWrite", "total")
-    usage: dict[str, Any] = {name: int(value) for name, value in zip(names, totals)}
-    usage["costUsd"] = totals[5]
+    # Absurd amounts can sum to infinity, which neither int() nor JSON can carry: shown as null
+    # rather than failing every read that includes the session.
+    usage: dict[str, Any] = {name: int(value) if math.isfinite(value) else None for name, value in zip(names, totals)}
+    usage["costUsd"] = totals[5] if math.isfinite(totals[5]) else None
     return usage
 
 
@@ -118,11 +122,19 @@ def session_json(service: Service, session: Session) -> dict[str, Any]:
     }
 
 
-def sort_key(session: Session) -> tuple[int, int, str, str]:
+def sort_key(session: Session, tick_at: int = 0) -> tuple[int, int, str, str]:
+    """Severity, then attention age descending, then key — as a key that does not drift.
+
+    `attention.age_ms` grows with every tick, so a cursor holding an age would skip (or
+    repeat) sessions whose age crossed it between two page requests. Every age is refreshed
+    on each tick as of the tick's start (`tick_at`), so `tick_at - age_ms` — when the attention
+    clock of the session started, in the service's clock — orders exactly like the age,
+    and stays put while the session is unchanged.
+    """
     attention = session.attention
     if attention is None:
         return (3, 0, session.key, session.gateway)
-    return (SEVERITY[attention.event_type], -attention.age_ms, session.key, session.gateway)
+    return (SEVERITY[attention.event_type], tick_at - attention.age_ms, session.key, session.gateway)
 
 
 def encode_cursor(key: tuple[int, int, str, str]) -> str:
@@ -181,9 +193,11 @@ async def list_sessions(
     service = service_of(request)
     after = decode_cursor(cursor) if cursor else None
     sessions = filtered_sessions(service, attention, state, gatewayId)
-    remaining = sessions if after is None else [s for s in sessions if sort_key(s) > after]
-    page = heapq.nsmallest(limit + 1, remaining, key=sort_key)
-    next_cursor = encode_cursor(sort_key(page[limit - 1])) if len(page) > limit else None
+    tick_at = service.monitor.last_tick_at or 0
+    key = functools.partial(sort_key, tick_at=tick_at)
+    remaining = sessions if after is None else [s for s in sessions if key(s) > after]
+    page = heapq.nsmallest(limit + 1, remaining, key=key)
+    next_cursor = encode_cursor(key(page[limit - 1])) if len(page) > limit else None
     return {
         "items": [session_json(service, s) for s in page[:limit]],
         "nextCursor": next_cursor,
@@ -279,13 +293,12 @@ async def readyz(request: Request) -> JSONResponse:
     journal_ok = service.journal.healthy
     monitor_ok = service.monitor.running
     exporter = service.recorder.export_health()
-    failures = sum((exporter.get("failures") or {}).values())
     ready = journal_ok and monitor_ok
     body = {
         "status": "ready" if ready else "unready",
         "journal": "ok" if journal_ok else f"failed: {service.journal.failed}",
         "monitor": {"running": monitor_ok, "ticks": service.monitor.ticks, "lastTickAt": service.monitor.last_tick_at},
-        "exporter": {**exporter, "status": "degraded" if failures else exporter.get("status", "ok")},
+        "exporter": exporter,  # a failing collector degrades this; it never makes the service unready
         "sessions": service.store.session_count,
     }
     return JSONResponse(body, status_code=200 if ready else 503)
@@ -293,7 +306,8 @@ async def readyz(request: Request) -> JSONResponse:
 
 @health.get("/metrics", summary="Prometheus text exposition of every instrument")
 async def metrics(request: Request) -> Response:
-    payload, content_type = service_of(request).recorder.render_metrics()
+    # Rendering walks every series: off the event loop, like all work that grows with the data.
+    payload, content_type = await asyncio.to_thread(service_of(request).recorder.render_metrics)
     return Response(payload, media_type=content_type)
 
 
