@@ -15,6 +15,7 @@ ingest never reads it, so a cross-site page cannot write through it.
 
 from __future__ import annotations
 
+import heapq
 import html
 import json
 from collections import Counter
@@ -127,7 +128,6 @@ def overview_state(service: Service) -> dict[str, Any]:
     now = service.clock.now_ms()
     under = [s for s in list(store.candidates) if s.attention is not None]
     counts = Counter(SEVERITY_CLASS[s.attention.event_type] for s in under)  # type: ignore[union-attr]
-    under.sort(key=api.sort_key)
     by_state: Counter[str] = Counter()
     for (_, state), count in list(store.state_counts.items()):
         by_state[state] += count
@@ -147,7 +147,7 @@ def overview_state(service: Service) -> dict[str, Any]:
         "now": now,
         "counts": {"stuck": counts["stuck"], "stalled": counts["stalled"], "long_running": counts["long"]},
         "underAttention": len(under),
-        "items": [api.session_json(service, s) for s in under[:OVERVIEW_LIMIT]],
+        "items": [api.session_json(service, s) for s in heapq.nsmallest(OVERVIEW_LIMIT, under, key=api.sort_key)],
         "sessions": {"total": store.session_count, "byState": {k: by_state[k] for k in ("processing", "waiting", "idle")}},
         "gateways": gateways,
         "monitor": {
