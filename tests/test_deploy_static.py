@@ -39,7 +39,7 @@ HEALTHCHECK = ROOT / "deploy" / "healthcheck.py"
 DATASOURCE = ROOT / "grafana" / "provisioning" / "datasources" / "prometheus.yaml"
 PROVIDER = ROOT / "grafana" / "provisioning" / "dashboards" / "openclaw.yaml"
 DASHBOARD = ROOT / "grafana" / "dashboards" / "openclaw-sessions.json"
-STACK_DOC = ROOT / "docs" / "stack.md"
+STACK_DOC = ROOT / "README.md"  # the "Run the full stack" section
 
 SERVICE = "openclaw-diagnostics"
 COLLECTOR_SERVICE = "otel-collector"
@@ -847,7 +847,7 @@ def test_stack_doc_describes_every_dashboard_row():
     assert "## Run the full stack" in text
     assert "docker compose up" in text
     for row in (panel["title"] for panel in panels() if panel["type"] == "row"):
-        assert row in text, f"docs/stack.md does not describe the row {row!r}"
+        assert row in text, f"the README does not describe the row {row!r}"
     for url in ("http://localhost:3000", "http://localhost:9090", "http://localhost:8080"):
         assert url in text
 
