@@ -39,6 +39,7 @@ import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -299,6 +300,25 @@ class ServiceProcess:
 
     def healthy(self) -> bool:
         return self.alive and self.client.get("/healthz").status_code == 200
+
+    # -- the journal, read-only (white-box, for durability tests) ------------------------------
+
+    def journal_position(self) -> tuple[int, int]:
+        """(row id the last checkpoint covers, newest journal row id) of the SQLite journal."""
+        conn = sqlite3.connect(f"file:{self.data_dir / 'journal.db'}?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute("SELECT v FROM meta WHERE k = 'checkpoint'").fetchone()
+            newest = conn.execute("SELECT coalesce(max(id), 0) FROM journal").fetchone()[0]
+            return (int(row[0]) if row else 0, newest)
+        finally:
+            conn.close()
+
+    def wait_for_checkpoint(self, timeout: float = 10.0) -> None:
+        """Wait until a checkpoint covers everything journaled so far (needs a short
+        OPENCLAW_DIAG_CHECKPOINT_INTERVAL_MS)."""
+        _, mark = self.journal_position()
+        wait_until(lambda: self.journal_position()[0] >= mark, timeout=timeout,
+                   what=f"a checkpoint covering journal row {mark}")
 
 
 # -- events ------------------------------------------------------------------------------------
