@@ -1,7 +1,7 @@
 """The bench: every figure of quality.md's performance table, each beside its anchor, in one run.
 
-    python bench/run.py            # the steadier run (3 interleaved rounds, ~5 min)
-    python bench/run.py --quick    # one round, under 90 s on 2 cores
+    python bench/run.py            # the steadier run (~4 min on 2 cores)
+    python bench/run.py --quick    # under 90 s on 2 cores
 
 stdout carries only `name value unit` lines, one figure each; progress and details go to stderr.
 See bench/README.md for what each figure means and what limits it.
@@ -14,7 +14,6 @@ import contextlib
 import gc
 import importlib.util
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,14 +50,16 @@ PARTS = ("ingest", "scan", "memory")
 
 BATCH = 100
 SESSIONS = 20_000  # session keys the load cycles over
+WINDOW_S = 2  # one turn of one server under wrk
 P99_RATE = 1_000  # single-event requests/s for p99_ingest_ms: ~1/8 of one worker's capacity here
 
 
 class Profile:
     def __init__(self, quick: bool) -> None:
-        self.rounds = 1 if quick else 3
+        # Ingest: the servers under comparison run side by side and take turns, WINDOW_S each,
+        # so every pair of windows sees the same background load (other work on the machine).
+        self.windows = 3 if quick else 10
         self.warm_s = 2 if quick else 3
-        self.measure_s = 5 if quick else 10
         self.p99_s = 5 if quick else 15
         self.scan_candidates = 100_000
         self.scan_tracked = 1_000_000
@@ -93,70 +94,84 @@ def _paced_p99(port: int, seconds: float, prefix: str) -> dict[str, float]:
     return json.loads(out)
 
 
+class _Tally:
+    """One server x workload: requests, seconds and server CPU summed over its windows."""
+
+    def __init__(self, events_per_request: int) -> None:
+        self.events = events_per_request
+        self.ok = 0
+        self.seconds = 0.0
+        self.cpu_s = 0.0
+        self.window_eps: list[float] = []
+
+    def add(self, result: servers.WrkResult) -> None:
+        done = max(0, result.requests - result.errors)
+        self.ok += done
+        self.seconds += result.seconds
+        self.cpu_s += result.server_cpu_s
+        self.window_eps.append(done * self.events / result.seconds)
+
+    @property
+    def eps(self) -> float:
+        return self.ok * self.events / self.seconds
+
+    @property
+    def cpu_us_per_event(self) -> float:
+        return self.cpu_s / max(1, self.ok * self.events) * 1e6
+
+
 def run_ingest(profile: Profile, figures: dict[str, float]) -> None:
-    keys = ("anchor_batch", "ingest_batch", "export_on", "anchor_single", "ingest_single")
-    samples: dict[str, list[float]] = {k: [] for k in keys}
-    cpu: dict[str, list[float]] = {k: [] for k in keys}
-    p99: list[float] = []
-    wired = importlib.util.find_spec("telemetry.setup") is not None
-    if not wired:
+    if importlib.util.find_spec("telemetry.setup") is None:
         log("export: telemetry.setup is missing, so the service runs the no-op recorder with or "
             "without OTLP: export_ratio measures nothing yet")
+    tag = f"b{int(time.time())}"
+    otlp_env = {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_SERVICE_NAME": "openclaw-diagnostics-bench"}
+    with contextlib.ExitStack() as stack:
+        sink_port, count_file = stack.enter_context(otlp_sink())
+        otlp_env["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{sink_port}"
+        anchor = stack.enter_context(servers.uvicorn("bench.anchor_app:app"))
+        service = stack.enter_context(servers.uvicorn("app.main:app"))
+        exporting = stack.enter_context(servers.uvicorn("app.main:app", otlp_env))
+        tallies: dict[str, _Tally] = {}
 
-    def measure(server: servers.Server, key: str, events: int, prefix: str, warm_s: float) -> None:
-        servers.wrk(server.url, warm_s, f"{prefix}-warm", events, SESSIONS)
-        result = servers.wrk(server.url, profile.measure_s, prefix, events, SESSIONS, server_pid=server.proc.pid)
-        samples[key].append(_eps(result, events))
-        cpu[key].append(result.cpu_us_per(events))
+        def turns(cases: dict[str, servers.Server], events: int, warm_s: float) -> None:
+            for name, server in cases.items():
+                tallies[name] = _Tally(events)
+                servers.wrk(server.url, warm_s, f"{tag}-{name}-warm", events, SESSIONS)
+            order = list(cases.items())
+            for window in range(profile.windows):
+                for name, server in order[window % len(order):] + order[:window % len(order)]:  # rotate
+                    result = servers.wrk(server.url, WINDOW_S, f"{tag}-{name}-{window}", events, SESSIONS,
+                                         server_pid=server.proc.pid)
+                    tallies[name].add(result)
 
-    for rnd in range(profile.rounds):
-        tag = f"r{rnd}-{int(time.time())}"
-        with servers.uvicorn("bench.anchor_app:app") as anchor:
-            measure(anchor, "anchor_batch", BATCH, f"{tag}-ab", profile.warm_s)
-            measure(anchor, "anchor_single", 1, f"{tag}-as", 1)
-        with servers.uvicorn("app.main:app") as service:
-            measure(service, "ingest_batch", BATCH, f"{tag}-ib", profile.warm_s)
-            measure(service, "ingest_single", 1, f"{tag}-is", 1)
-            paced = _paced_p99(service.port, profile.p99_s, f"{tag}-p")
-            if paced["failures"]:
-                log(f"p99: {paced['failures']} non-2xx answers of {paced['requests']}")
-            log(f"p99 at {P99_RATE}/s: p50 {paced['p50_ms']:.2f} ms, p99 {paced['p99_ms']:.2f} ms, "
-                f"max {paced['max_ms']:.2f} ms")
-            p99.append(paced["p99_ms"])
-        with otlp_sink() as (sink_port, count_file):
-            env = {
-                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink_port}",
-                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-                "OTEL_SERVICE_NAME": "openclaw-diagnostics-bench",
-            }
-            with servers.uvicorn("app.main:app", env) as service:
-                measure(service, "export_on", BATCH, f"{tag}-ob", profile.warm_s)
-        received = count_file.read_text().split() if count_file.exists() else []
-        count_file.unlink(missing_ok=True)
-        log(f"export: the OTLP sink received {received[0] if received else 'nothing'} requests "
-            f"({received[1] if len(received) > 1 else 0} bytes)")
-        log(f"round {rnd + 1}/{profile.rounds} events/s: "
-            + ", ".join(f"{k} {v[-1]:.0f}" for k, v in samples.items()))
-        log(f"round {rnd + 1}/{profile.rounds} server CPU us/event: "
-            + ", ".join(f"{k} {v[-1]:.2f}" for k, v in cpu.items()))
-
-    def ratio(num: str, den: str) -> float:
-        # The median of each round's own ratio: each pair measured within a minute of each other.
-        return statistics.median(n / d for n, d in zip(samples[num], samples[den]))
-
-    med = {k: statistics.median(v) for k, v in samples.items()}
-    figures["ingest_batch_eps"] = med["ingest_batch"]
-    figures["anchor_batch_eps"] = med["anchor_batch"]
-    figures["ingest_batch_ratio"] = ratio("ingest_batch", "anchor_batch")
-    figures["ingest_single_eps"] = med["ingest_single"]
-    figures["anchor_single_eps"] = med["anchor_single"]
-    figures["ingest_single_ratio"] = ratio("ingest_single", "anchor_single")
-    figures["export_ratio"] = ratio("export_on", "ingest_batch")  # off: the plain service's batch run
-    figures["p99_ingest_ms"] = statistics.median(p99)
-    cmed = {k: statistics.median(v) for k, v in cpu.items()}
-    log(f"cross-check, server CPU per event: batch anchor/service "
-        f"{cmed['anchor_batch'] / cmed['ingest_batch']:.3f}, single {cmed['anchor_single'] / cmed['ingest_single']:.3f}, "
-        f"export off/on {cmed['ingest_batch'] / cmed['export_on']:.3f}")
+        turns({"anchor_batch": anchor, "ingest_batch": service, "export_on": exporting}, BATCH, profile.warm_s)
+        turns({"anchor_single": anchor, "ingest_single": service}, 1, 1)
+        paced = _paced_p99(service.port, profile.p99_s, f"{tag}-p99")
+    received = count_file.read_text().split() if count_file.exists() else []
+    count_file.unlink(missing_ok=True)
+    log(f"export: the OTLP sink received {received[0] if received else 'nothing'} requests "
+        f"({received[1] if len(received) > 1 else 0} bytes)")
+    if paced["failures"]:
+        log(f"p99: {paced['failures']} non-2xx answers of {paced['requests']}")
+    log(f"p99 at {P99_RATE} requests/s: p50 {paced['p50_ms']:.2f} ms, p99 {paced['p99_ms']:.2f} ms, "
+        f"max {paced['max_ms']:.2f} ms")
+    for name, tally in tallies.items():
+        log(f"{name}: {tally.eps:.0f} events/s over {tally.seconds:.0f} s (windows: "
+            f"{' '.join(f'{x:.0f}' for x in tally.window_eps)}), server CPU {tally.cpu_us_per_event:.2f} us/event")
+    t = tallies
+    figures["ingest_batch_eps"] = t["ingest_batch"].eps
+    figures["anchor_batch_eps"] = t["anchor_batch"].eps
+    figures["ingest_batch_ratio"] = t["ingest_batch"].eps / t["anchor_batch"].eps
+    figures["ingest_single_eps"] = t["ingest_single"].eps
+    figures["anchor_single_eps"] = t["anchor_single"].eps
+    figures["ingest_single_ratio"] = t["ingest_single"].eps / t["anchor_single"].eps
+    figures["export_ratio"] = t["export_on"].eps / t["ingest_batch"].eps
+    figures["p99_ingest_ms"] = paced["p99_ms"]
+    log("cross-check, the same ratios from server CPU per event (steadier on a shared machine): "
+        f"batch {t['anchor_batch'].cpu_us_per_event / t['ingest_batch'].cpu_us_per_event:.3f}, "
+        f"single {t['anchor_single'].cpu_us_per_event / t['ingest_single'].cpu_us_per_event:.3f}, "
+        f"export {t['ingest_batch'].cpu_us_per_event / t['export_on'].cpu_us_per_event:.3f}")
 
 
 # -- scan and memory (in process) -----------------------------------------------------------------

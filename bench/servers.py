@@ -145,6 +145,8 @@ _UNIT = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
 def wrk(url: str, seconds: float, prefix: str, events_per_request: int, sessions: int = 20_000,
         connections: int = CONNECTIONS, server_pid: int | None = None) -> WrkResult:
     """Closed-loop load from wrk (one thread, `connections` connections) with bench/wrk_events.lua."""
+    if shutil.which("wrk") is None:
+        raise RuntimeError("wrk is not installed (Debian: apt-get install wrk)")
     cmd = [
         "wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
         "-s", str(ROOT / "bench" / "wrk_events.lua"), url,
