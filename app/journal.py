@@ -211,6 +211,10 @@ class Journal:
             pending.discard(session)
             self._cow_rows.append((session.gateway, session.key, _encode(session.to_state())))
 
+    def _is_live(self, session: Session) -> bool:
+        info = self.store.gateways.get(session.gateway)
+        return info is not None and info.sessions.get(session.key) is session
+
     def _mark_dirty(self, session: Session) -> None:
         self._dirty.add(session)
 
@@ -232,14 +236,21 @@ class Journal:
                 pending.add(session)  # the key was reused after the removal
         self._pending = pending
         self._cow_rows = []
-        gateways = _encode([info.to_state() for info in self.store.gateways.values()])
         count = len(pending)
+        taken = set(pending)
         try:
+            gateways = _encode([info.to_state() for info in self.store.gateways.values()])
             while pending:
                 for _ in range(min(CHECKPOINT_CHUNK, len(pending))):
                     session = pending.pop()
-                    self._cow_rows.append((session.gateway, session.key, _encode(session.to_state())))
+                    if self._is_live(session):  # a merge or eviction removed it: its key is in `removed`
+                        self._cow_rows.append((session.gateway, session.key, _encode(session.to_state())))
                 await asyncio.sleep(0)
+        except BaseException:
+            # Nothing of this checkpoint is written: what it took is dirty again for the next one.
+            self._dirty |= {s for s in taken if self._is_live(s)}
+            self._removed.update(removed)
+            raise
         finally:
             rows = self._cow_rows
             self._pending = None

@@ -16,6 +16,7 @@ from typing import Any
 
 from app.classifier import ActivitySnapshot, EMPTY_SNAPSHOT
 from app.events import (
+    INT64_MAX,
     ACTIVITY_TYPES,
     GATEWAY_RECOVERY_TYPES,
     GATEWAY_VERDICT_TYPES,
@@ -39,6 +40,7 @@ SKEW_BUCKET_MS = 60_000
 DEDUPE_MAX_KEYS = 1_000_000
 DEDUPE_MAX_AGE_MS = 3_600_000
 HISTORY_LIMIT = 20
+FORMER_IDS_KEPT = 8
 
 _intern = sys.intern
 
@@ -172,6 +174,8 @@ class Session:
     gateway_verdict: dict[str, Any] | None = None
     gateway_recoveries: list[dict[str, Any]] | None = None
     usage: list[float] | None = None  # input, output, cacheRead, cacheWrite, total, costUsd
+    # sessionIds this key was linked to before its current one: they still resolve to it
+    former_ids: list[str] | None = None
 
     def snapshot(self, now: int) -> ActivitySnapshot:
         return self.activity.snapshot(now) if self.activity else EMPTY_SNAPSHOT
@@ -217,16 +221,18 @@ class Session:
             self.gateway_verdict,
             self.gateway_recoveries,
             self.usage,
+            self.former_ids,
         ]
 
     @classmethod
     def from_state(cls, data: list[Any]) -> Session:
         (gateway, key, skey, sid, state, depth, gen, last, activity, runs, lsw, llw, stalled,
-         attention, inflight, recoveries, verdict, grec, usage) = data
+         attention, inflight, recoveries, verdict, grec, usage, former_ids) = data
         return cls(
             _intern(gateway), key, skey, sid, _intern(state), depth, gen, last,
             Activity.from_state(activity) if activity else None, runs, lsw, llw, stalled,
             Attention(*attention) if attention else None, inflight, recoveries, verdict, grec, usage,
+            former_ids,
         )
 
 
@@ -447,6 +453,8 @@ class Store:
                 session = self._create(info, skey, skey, sid, ts)
             elif session is not None and sid is not None and session.session_id != sid:
                 self._change(session)
+                if session.session_id is not None:
+                    session.former_ids = ((session.former_ids or []) + [session.session_id])[-FORMER_IDS_KEPT:]
                 session.session_id = sid
             return session
         if sid is not None:
@@ -475,9 +483,13 @@ class Store:
         previous_key = info.aliases.get(sid)
         if previous_key is not None and previous_key != skey:
             old = info.sessions.get(previous_key)
-            if old is not None and old.session_id == sid:
+            if old is not None and (old.session_id == sid or sid in (old.former_ids or ())):
                 self._change(old)
-                old.session_id = None  # re-linked: the old record keeps its history, not the id
+                # re-linked: the old record keeps its history, not the id
+                if old.session_id == sid:
+                    old.session_id = None
+                if old.former_ids and sid in old.former_ids:
+                    old.former_ids = [i for i in old.former_ids if i != sid] or None
         info.aliases[sid] = skey
         orphan = info.sessions.get(sid) if sid != skey else None
         if orphan is None or orphan.session_key is not None:
@@ -527,6 +539,19 @@ class Store:
         self._drop(info, orphan)
         self._rekey_runs(info, target)
         self._reindex(target)
+
+    def _claim_run(self, info: GatewayInfo, session: Session, run_id: str, expires: int | None) -> None:
+        """Map runId to this session (None: while the run is active); one session owns a run id."""
+        previous_key = info.runs.get(run_id)
+        if previous_key is not None and previous_key != session.key:
+            previous = info.sessions.get(previous_key)
+            if previous is not None and previous.runs and run_id in previous.runs:
+                self._change(previous)
+                del previous.runs[run_id]
+        info.runs[run_id] = session.key
+        if session.runs is None:
+            session.runs = {}
+        session.runs[run_id] = expires
 
     def _rekey_runs(self, info: GatewayInfo, session: Session) -> None:
         for run_id in session.runs or ():
@@ -617,11 +642,7 @@ class Store:
         elif kind == "run.progress":
             activity.touch(ts, event.reason or "progress")
         elif kind == "run.started":
-            run_id = event.runId or ""
-            info.runs[run_id] = session.key
-            if session.runs is None:
-                session.runs = {}
-            session.runs[run_id] = None
+            self._claim_run(info, session, event.runId or "", None)
             activity.embedded_runs[marker] = ts
             activity.touch(ts, "run:started")
         elif kind == "embedded_run.started":
@@ -639,11 +660,7 @@ class Store:
             if marker not in activity.embedded_runs:
                 self._tombstone(info, session.key, event, ts)
             activity.clear_work()
-            run_id = event.runId or ""
-            if session.runs is None:
-                session.runs = {}
-            session.runs[run_id] = ts + RUN_MAPPING_GRACE_MS
-            info.runs[run_id] = session.key
+            self._claim_run(info, session, event.runId or "", ts + RUN_MAPPING_GRACE_MS)
             activity.touch(ts, "run:completed")
         elif kind == "embedded_run.ended":
             if activity.embedded_runs.pop(marker, None) is None:
@@ -814,8 +831,9 @@ class Store:
         self.session_count -= 1
         self.state_counts[(session.gateway, session.state)] -= 1
         self.candidates.discard(session)
-        if session.session_id is not None and info.aliases.get(session.session_id) == session.key:
-            del info.aliases[session.session_id]
+        for sid in (session.session_id, *(session.former_ids or ())):
+            if sid is not None and info.aliases.get(sid) == session.key:
+                del info.aliases[sid]
         for run_id in session.runs or ():
             if info.runs.get(run_id) == session.key:
                 del info.runs[run_id]
@@ -866,6 +884,8 @@ class Store:
         info.sessions[session.key] = session
         self.session_count += 1
         self.state_counts[(session.gateway, session.state)] += 1
+        for former in session.former_ids or ():
+            info.aliases.setdefault(former, session.key)
         if session.session_id is not None and session.session_key is not None:
             info.aliases[session.session_id] = session.key
         for run_id in session.runs or ():
@@ -888,7 +908,8 @@ def _marker(event: Event) -> str | None:
 
 
 def _int_or_none(value: float | None) -> int | None:
-    return None if value is None else int(value)
+    """Ages the gateway reported, as integers within int64 (what the journal can store)."""
+    return None if value is None else int(min(value, INT64_MAX))
 
 
 def _noop(session: Session) -> None:

@@ -335,3 +335,19 @@ def test_apply_recovery_queue_rules(store, outcome, expected_depth):
     store.apply_recovery(s, request, outcome, T0 + 100)
     assert (s.state, s.queue_depth, s.generation, s.last_activity) == ("idle", expected_depth, generation + 1, T0 + 100)
     assert s.snapshot(T0 + 100).active_work_kind is None
+
+
+def test_earlier_session_ids_of_a_key_keep_resolving_and_survive_restore(store):
+    apply(store, "session.state", state="processing", sessionKey="k1", sessionId="id1")
+    apply(store, "session.state", T0 + 1, state="processing", sessionKey="k1", sessionId="id2")
+    assert store.find("default", "id1") is store.find("default", "id2") is session(store, "k1")
+    restored = Store()
+    restored.restore_session(type(session(store, "k1")).from_state(session(store, "k1").to_state()))
+    assert restored.find("default", "id1") is restored.find("default", "k1")
+
+
+def test_a_run_id_belongs_to_the_session_that_claimed_it_last(store):
+    apply(store, "run.started", sessionKey="b", runId="run-x")
+    apply(store, "run.completed", T0 + 1, sessionKey="a", runId="run-x")
+    assert "run-x" not in (session(store, "b").runs or {})
+    assert store.gateways["default"].runs["run-x"] == "a"
