@@ -348,6 +348,7 @@ def test_earlier_session_ids_of_a_key_keep_resolving_and_survive_restore(store):
 
 def test_a_run_id_belongs_to_the_session_that_claimed_it_last(store):
     apply(store, "run.started", sessionKey="b", runId="run-x")
+    apply(store, "run.progress", sessionKey="a", reason="x")
     apply(store, "run.completed", T0 + 1, sessionKey="a", runId="run-x")
     assert "run-x" not in (session(store, "b").runs or {})
     assert store.gateways["default"].runs["run-x"] == "a"
