@@ -77,7 +77,8 @@ class FakeModelServer:
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/").endswith("/models"):
-                    self._json(200, {"object": "list", "data": [{"id": MODEL_ID, "object": "model", "owned_by": "test"}]})
+                    model = {"id": MODEL_ID, "object": "model", "owned_by": "test"}
+                    self._json(200, {"object": "list", "data": [model]})
                 else:
                     self._json(404, {"error": {"message": "not found"}})
 
@@ -128,13 +129,20 @@ def _base_chunk() -> dict:
     return {"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": int(time.time()), "model": MODEL_ID}
 
 
+REPLY = "Hello from the fake model."
+USAGE = {"prompt_tokens": 10, "completion_tokens": 6, "total_tokens": 16}
+
+
+def _delta(delta: dict, finish_reason: str | None = None) -> dict:
+    return {**_base_chunk(), "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}]}
+
+
 def _stream_chunks() -> list[dict]:
-    usage = {"prompt_tokens": 10, "completion_tokens": 6, "total_tokens": 16}
     return [
-        {**_base_chunk(), "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]},
-        {**_base_chunk(), "choices": [{"index": 0, "delta": {"content": "Hello from the fake model."}, "finish_reason": None}]},
-        {**_base_chunk(), "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-        {**_base_chunk(), "choices": [], "usage": usage},
+        _delta({"role": "assistant", "content": ""}),
+        _delta({"content": REPLY}),
+        _delta({}, "stop"),
+        {**_base_chunk(), "choices": [], "usage": USAGE},
     ]
 
 
@@ -144,6 +152,6 @@ def _completion() -> dict:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": MODEL_ID,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello from the fake model."}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 10, "completion_tokens": 6, "total_tokens": 16},
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY}, "finish_reason": "stop"}],
+        "usage": USAGE,
     }

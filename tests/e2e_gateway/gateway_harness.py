@@ -110,7 +110,8 @@ def _npm_install(directory: Path, package: str, path_env: str) -> None:
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(f"npm install {package} timed out after {NPM_TIMEOUT_S} s") from exc
     if result.returncode != 0:
-        raise RuntimeError(f"npm install {package} failed ({result.returncode}):\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+        output = f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        raise RuntimeError(f"npm install {package} failed ({result.returncode}):\n{output}")
 
 
 # -- small helpers ---------------------------------------------------------------------------------
@@ -122,7 +123,8 @@ def port_open(port: int) -> bool:
     return False
 
 
-def http_post_json(url: str, body: Any, headers: Mapping[str, str] | None = None, timeout: float = 30.0) -> tuple[int, Any]:
+def http_post_json(url: str, body: Any, headers: Mapping[str, str] | None = None,
+                   timeout: float = 30.0) -> tuple[int, Any]:
     data = json.dumps(body).encode()
     request = urllib.request.Request(url, data=data, method="POST",
                                      headers={"Content-Type": "application/json", **(headers or {})})
@@ -320,6 +322,7 @@ class Gateway:
         return subprocess.run(
             self._cli("agent", "--agent", "main", "--session-key", session_key, "--message", message),
             cwd=self.home, env=self.env, capture_output=True, text=True, timeout=timeout,
+            stdin=subprocess.DEVNULL,
         )
 
     def start_turn(self, session_key: str, message: str = "hi") -> subprocess.Popen[str]:

@@ -24,6 +24,8 @@ from service_process import ServiceProcess
 WARN_MS = 10_000
 SCAN_MS = 500
 ABORT_MS = 15_000  # past warn + 2 scans, so the stalled verdict is seen before the abort
+# A stalled session is re-reported (and so may get its recovery request) at most this often.
+STALLED_REPORT_MS = 1_000
 FLUSH_MS = 200
 INGEST_TOKEN = "e2e-ingest-token"
 RECOVERY_TOKEN = "e2e-recovery-token"

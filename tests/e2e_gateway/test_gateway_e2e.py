@@ -14,8 +14,18 @@ from typing import Any
 
 import pytest
 
+from fake_model import REPLY
 from gateway_harness import SessionWatcher, http_post_json
-from gateway_stack import ABORT_MS, INGEST_TOKEN, QA_ABORT_MS, RECOVERY_TOKEN, SCAN_MS, WARN_MS, Stack
+from gateway_stack import (
+    ABORT_MS,
+    INGEST_TOKEN,
+    QA_ABORT_MS,
+    RECOVERY_TOKEN,
+    SCAN_MS,
+    STALLED_REPORT_MS,
+    WARN_MS,
+    Stack,
+)
 from service_process import recoveries, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -56,10 +66,12 @@ def metric_sum(stack: Stack, name: str, **labels: str) -> float:
 
 def wait_model_call_started(stack: Stack, gateway: str, key: str) -> dict[str, Any]:
     """Until the service shows the session's model call as active work."""
-    return wait_until(
-        lambda: (s := session_or_none(stack, key, gateway)) and s["activity"].get("activeWorkKind") == "model_call" and s,
-        timeout=HUNG_TURN_START_S, interval=0.1, what=f"{key}: model call under way{stack.context()}",
-    )
+    def under_way() -> dict[str, Any] | None:
+        session = session_or_none(stack, key, gateway)
+        return session if session and session["activity"].get("activeWorkKind") == "model_call" else None
+
+    return wait_until(under_way, timeout=HUNG_TURN_START_S, interval=0.1,
+                      what=f"{key}: model call under way{stack.context()}")
 
 
 # -- scenario 1 ------------------------------------------------------------------------------------
@@ -74,7 +86,7 @@ def test_normal_turn_is_seen_end_to_end(stack: Stack) -> None:
     stack.stock_tap.fail_next(2)
     result = stack.stock.turn(key)
     assert result.returncode == 0, f"turn failed: {result.stdout}\n{result.stderr}{stack.context()}"
-    assert "Hello from the fake model" in result.stdout
+    assert REPLY in result.stdout
 
     def completed() -> dict[str, Any] | None:
         session = session_or_none(stack, key, "e2e-stock")
@@ -175,7 +187,9 @@ def test_stalled_run_is_aborted_through_the_plugin_webhook(stack: Stack, hung_st
         done = session and recoveries(session, "completed")
         return session if done else None
 
-    session = wait_until(completed_recovery, timeout=(ABORT_MS + 4 * SCAN_MS) / 1000 + 15, interval=0.2,
+    # The first stalled report at or past the abort threshold requests the recovery.
+    deadline_s = (ABORT_MS + STALLED_REPORT_MS + 4 * SCAN_MS) / 1000 + 15
+    session = wait_until(completed_recovery, timeout=deadline_s, interval=0.2,
                          what=f"{key}: recovery completed{stack.context()}")
     completed = recoveries(session, "completed")[0]
     assert completed["status"] == "aborted", completed
@@ -188,7 +202,8 @@ def test_stalled_run_is_aborted_through_the_plugin_webhook(stack: Stack, hung_st
         s = session_or_none(stack, key, "e2e-stock")
         return s if s and s["state"] == "idle" and "run.completed" in event_types(s) else None
 
-    session = wait_until(idle_after_abort, timeout=20, interval=0.2, what=f"{key} idle after the abort{stack.context()}")
+    session = wait_until(idle_after_abort, timeout=20, interval=0.2,
+                         what=f"{key} idle after the abort{stack.context()}")
     assert session["attention"] is None
     run_completed = next(e for e in session["recentEvents"] if e["type"] == "run.completed")
     assert run_completed["outcome"] in {"aborted", "error"}, run_completed

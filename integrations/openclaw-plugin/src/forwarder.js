@@ -128,6 +128,7 @@ export class Forwarder {
       rejectedBatches: 0,
       retries: 0,
       keepalives: 0,
+      sendErrors: 0,
     };
   }
 
@@ -244,9 +245,20 @@ export class Forwarder {
     if (this.inFlight) return this.inFlight;
     const batch = this.nextBatch();
     if (!batch) return Promise.resolve();
-    this.inFlight = this.send(batch).finally(() => {
-      this.inFlight = null;
-    });
+    // Never a rejected promise: nobody awaits a timer's flush, and an unhandled rejection
+    // could take the gateway process down.
+    this.inFlight = this.send(batch)
+      .catch((err) => {
+        this.stats.sendErrors += 1;
+        try {
+          this.warnOnce("send", `openclaw-diagnostics: sending a batch failed: ${err?.message ?? err}`);
+        } catch {
+          // even a broken logger must not turn this into an unhandled rejection
+        }
+      })
+      .finally(() => {
+        this.inFlight = null;
+      });
     return this.inFlight;
   }
 

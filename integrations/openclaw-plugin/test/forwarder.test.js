@@ -314,6 +314,24 @@ describe("never blocks, never throws", () => {
     assert.equal(forwarder.stats.invalid, 2);
   });
 
+  it("a failure inside the send path never becomes an unhandled rejection", async () => {
+    const rejections = [];
+    const onRejection = (reason) => rejections.push(reason);
+    process.on("unhandledRejection", onRejection);
+    try {
+      const rx = await receiver(() => ({ status: 422, body: {} }));
+      const throwing = { info() {}, warn() { throw new Error("logger broke"); } };
+      const { forwarder, clock } = makeForwarder(rx.url, { batchSize: 1 }, { logger: throwing });
+      forwarder.start();
+      forwarder.push(event(1));
+      await pumpUntil(clock, () => forwarder.stats.sendErrors >= 1, { stepMs: 100 });
+      await settle();
+      assert.deepEqual(rejections, []);
+    } finally {
+      process.off("unhandledRejection", onRejection);
+    }
+  });
+
   it("push returns before any network I/O", async () => {
     const rx = await receiver();
     const { forwarder } = await started(rx, makeForwarder(rx.url, { batchSize: 1 }));
