@@ -220,13 +220,17 @@ async def get_session(request: Request, sessionKey: str, gatewayId: str | None =
         raise ApiError(409, "ambiguous_session", f"{len(found)} gateways have a session {sessionKey!r}; name one with ?gatewayId=",
                        [{"loc": ["query", "gatewayId"], "msg": s.gateway} for s in found])
     session = found[0]
+    # Everything in memory is read in one go, before the journal read below yields the loop: a
+    # recovery completing meanwhile must not show up in the history of a state it has not changed.
     item = session_json(service, session)
+    recoveries = list(reversed(session.recoveries or []))
+    gateway_recoveries = list(reversed(session.gateway_recoveries or []))
     keys = {session.key, session.session_key, session.session_id}
     item["recentEvents"] = await asyncio.to_thread(
         service.journal.recent_events, session.gateway, [k for k in keys if k], RECENT_EVENTS
     )
-    item["recoveries"] = list(reversed(session.recoveries or []))
-    item["gatewayRecoveries"] = list(reversed(session.gateway_recoveries or []))
+    item["recoveries"] = recoveries
+    item["gatewayRecoveries"] = gateway_recoveries
     return item
 
 
