@@ -196,8 +196,13 @@ def test_second_process_on_the_same_data_dir_refuses_to_start(service_factory):
     assert second.healthy()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: app/journal.py Journal.checkpoint writes back the row of a session "
-                   "that an alias merge removed while it was dirty; after a restart it is a ghost id-only session")
+def restart_after_checkpoint(svc: ServiceProcess) -> None:
+    """kill -9 once a checkpoint covers everything so far: the restart reads snapshot + tail."""
+    svc.wait_for_checkpoint()
+    svc.kill()
+    svc.start()
+
+
 def test_session_folded_into_its_key_does_not_come_back_after_a_checkpoint_and_restart(service_factory):
     svc = service_factory({"checkpoint_interval_ms": 100}, name="fold")
     post_events(svc.client, [
@@ -206,46 +211,25 @@ def test_session_folded_into_its_key_does_not_come_back_after_a_checkpoint_and_r
         {"type": "session.progress", "sessionKey": "fold:key", "sessionId": "fold-id"},  # ...folded into the key's
     ])
     assert [s["sessionKey"] for s in svc.sessions()] == ["fold:key"]
-    svc.wait_for_checkpoint()
-    svc.kill()
-
-    svc.start()
+    restart_after_checkpoint(svc)
     assert [(s["sessionKey"], s["sessionId"]) for s in svc.sessions()] == [("fold:key", "fold-id")]
     assert svc.session("fold-id")["sessionKey"] == "fold:key"
 
 
-@pytest.mark.xfail(strict=True, reason="bug: a gateway verdict with ageMs beyond 2**64 makes Journal.checkpoint "
-                   "raise (msgpack OverflowError) after it took the dirty set; the sessions of that checkpoint are "
-                   "never written, and the next checkpoint moves the replay point past their events")
 def test_huge_verdict_age_loses_no_session_across_a_checkpoint_and_restart(service_factory):
     svc = service_factory({"checkpoint_interval_ms": 100}, name="overflow")
     post_events(svc.client, [
         {"type": "session.state", "sessionKey": "loss:bystander", "state": "processing", "queueDepth": 3},
         {"type": "session.stalled", "sessionKey": "loss:verdict", "reason": "x", "ageMs": 1e38},  # finite, >= 0: valid
     ])
-    svc.wait_for_checkpoint()
-    svc.kill()
-
-    svc.start()
+    restart_after_checkpoint(svc)
     bystander = svc.client.get("/v1/sessions/loss:bystander")
     assert bystander.status_code == 200, "an acknowledged session was lost"
     assert (bystander.json()["state"], bystander.json()["queueDepth"]) == ("processing", 3)
     assert svc.client.get("/v1/sessions/loss:verdict").status_code == 200
 
 
-def restart_after_checkpoint(svc: ServiceProcess) -> None:
-    svc.wait_for_checkpoint()
-    svc.kill()
-    svc.start()
-
-
-ALIAS_BUG = pytest.mark.xfail(strict=True, reason="bug: GatewayInfo.aliases is not checkpointed; "
-                              "Store.restore_session rebuilds only each session's current sessionId")
-RUNS_BUG = pytest.mark.xfail(strict=True, reason="bug: GatewayInfo.runs is not checkpointed; "
-                             "Store.restore_session rebuilds it from Session.runs, the last restored session wins")
-
-
-@pytest.mark.parametrize("restart", [False, pytest.param(True, marks=ALIAS_BUG)], ids=["live", "restarted"])
+@pytest.mark.parametrize("restart", [False, True], ids=["live", "restarted"])
 def test_an_earlier_session_id_of_a_key_keeps_resolving_to_it(service_factory, restart):
     svc = service_factory({"checkpoint_interval_ms": 100}, name="alias")
     post_events(svc.client, [
@@ -262,7 +246,7 @@ def test_an_earlier_session_id_of_a_key_keeps_resolving_to_it(service_factory, r
     assert [(s["sessionKey"], s["queueDepth"]) for s in svc.sessions()] == [("reset:key", 1)]
 
 
-@pytest.mark.parametrize("restart", [False, pytest.param(True, marks=RUNS_BUG)], ids=["live", "restarted"])
+@pytest.mark.parametrize("restart", [False, True], ids=["live", "restarted"])
 def test_a_run_id_resolves_to_the_session_that_last_claimed_it(service_factory, restart):
     svc = service_factory({"checkpoint_interval_ms": 100}, name="runmap")
     post_events(svc.client, [
