@@ -7,6 +7,7 @@ failed / service_restarted; the sessions are classified again. One process per d
 
 from __future__ import annotations
 
+import signal
 from typing import Any
 
 import pytest
@@ -95,8 +96,9 @@ def last_batch(t: int) -> list[dict[str, Any]]:
 KEYS = ("dur:stuck", "dur:tool", "dur:merged", "dur:done")
 
 
-@pytest.mark.parametrize("checkpoint_ms", [30_000, 100], ids=["journal-tail-only", "checkpoint-and-tail"])
-def test_sessions_survive_kill_9_and_are_classified_again(service_factory, checkpoint_ms):
+@pytest.mark.parametrize(("checkpoint_ms", "graceful"), [(30_000, False), (100, False), (30_000, True)],
+                         ids=["kill-9-journal-tail-only", "kill-9-checkpoint-and-tail", "graceful-stop"])
+def test_sessions_survive_a_restart_and_are_classified_again(service_factory, checkpoint_ms, graceful):
     svc = service_factory({"checkpoint_interval_ms": checkpoint_ms}, name="durable")
     t = now_ms()
     first = first_batch(t)
@@ -107,7 +109,12 @@ def test_sessions_survive_kill_9_and_are_classified_again(service_factory, check
     assert before["dur:merged"]["sessionId"] == "sid-merge" and before["dur:merged"]["state"] == "processing"
     last = last_batch(now_ms())
     assert post_events(svc.client, last)["accepted"] == len(last)
-    svc.kill()
+    if graceful:
+        # uvicorn re-raises the SIGTERM it handled once the lifespan shutdown is done
+        assert svc.stop() in (0, -signal.SIGTERM), svc.log_tail()
+        assert "Application shutdown complete" in svc.log_text(last_only=True), svc.log_tail()
+    else:
+        svc.kill()
 
     svc.start()
     for key in KEYS:

@@ -489,7 +489,6 @@ def test_list_filters(svc):
         keepalive(gateway),
         {"type": "session.state", "gatewayId": gateway, "sessionKey": "filter:busy", "state": "processing",
          "ts": t - 3000},
-        {"type": "session.state", "gatewayId": gateway, "sessionKey": "filter:fresh", "state": "processing"},
         {"type": "session.state", "gatewayId": gateway, "sessionKey": "filter:waiting", "state": "waiting",
          "ts": t - 3000},
         progress("filter:idle", gatewayId=gateway),
@@ -499,14 +498,16 @@ def test_list_filters(svc):
     def keys(**params: Any) -> list[str]:
         return sorted(item["sessionKey"] for item in svc.sessions(gatewayId=gateway, **params))
 
-    assert keys() == ["filter:busy", "filter:fresh", "filter:idle", "filter:waiting"]
-    assert keys(state="processing") == ["filter:busy", "filter:fresh"]
+    assert keys() == ["filter:busy", "filter:idle", "filter:waiting"]
+    assert keys(state="processing") == ["filter:busy"]
     assert keys(state="waiting") == ["filter:waiting"]
     assert keys(attention="stuck") == ["filter:busy"]
     assert keys(attention="stalled") == []
-    assert keys(attention="none") == ["filter:fresh", "filter:idle", "filter:waiting"]
-    assert keys(attention="none", state="processing") == ["filter:fresh"]
+    assert keys(attention="none") == ["filter:idle", "filter:waiting"]
+    assert keys(attention="none", state="waiting") == ["filter:waiting"]
+    assert keys(attention="stuck", state="idle") == []
     assert all(item["gatewayId"] == gateway for item in svc.sessions(gatewayId=gateway))
+    assert "filter:busy" not in [item["sessionKey"] for item in svc.sessions(gatewayId="gw-page")]
 
 
 # -- fuzz ------------------------------------------------------------------------------------------
