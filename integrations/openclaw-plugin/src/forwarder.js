@@ -114,8 +114,7 @@ export class Forwarder {
     this.inFlight = null;
     this.started = false;
     this.closed = false;
-    this.loggedStatuses = new Set();
-    this.loggedRejection = false;
+    this.warned = new Set(); // what was logged once already (see warnOnce)
     this.lastDropReport = -Infinity;
     this.stats = {
       received: 0,
@@ -210,8 +209,8 @@ export class Forwarder {
   }
 
   warnOnce(key, message) {
-    if (this.loggedStatuses.has(key)) return;
-    this.loggedStatuses.add(key);
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
     this.logger.warn?.(message);
   }
 
@@ -282,13 +281,13 @@ export class Forwarder {
     const result = await this.deliver(batch.body);
     if (result.status >= 200 && result.status < 300) {
       this.onDelivered(batch, result);
-    } else if (!this.closed && isRetryable(result)) {
+    } else if (!isRetryable(result)) {
+      this.onRejected(batch, result);
+    } else if (this.closed) {
+      this.onAbandoned(batch, result); // shutting down: no more retries
+    } else {
       this.onRetryable(batch, result);
       return;
-    } else if (isRetryable(result)) {
-      this.onAbandoned(batch, result);
-    } else {
-      this.onRejected(batch, result);
     }
     // A keepalive that fell due while this request was in flight goes out now, not a period late.
     if (this.keepaliveDue || this.queue.length >= this.config.batchSize) this.schedule(0);
@@ -311,8 +310,8 @@ export class Forwarder {
     this.backoffUntil = 0;
     this.stats.sentBatches += 1;
     this.stats.sentEvents += batch.count;
-    if (this.loggedStatuses.has("retrying")) {
-      this.loggedStatuses.delete("retrying");
+    if (this.warned.has("retrying")) {
+      this.warned.delete("retrying");
       this.logger.info?.("openclaw-diagnostics: the service is reachable again");
     }
     // A 202 may still list events the service rejected; retrying them cannot help.
@@ -324,10 +323,7 @@ export class Forwarder {
     }
     if (Array.isArray(rejected) && rejected.length > 0) {
       this.stats.rejectedEvents += rejected.length;
-      if (!this.loggedRejection) {
-        this.loggedRejection = true;
-        this.logger.warn?.(`openclaw-diagnostics: the service rejected ${rejected.length} event(s): ${truncate(JSON.stringify(rejected))}`);
-      }
+      this.warnOnce("rejected", `openclaw-diagnostics: the service rejected ${rejected.length} event(s): ${truncate(JSON.stringify(rejected))}`);
     }
   }
 
