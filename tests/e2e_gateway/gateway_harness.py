@@ -8,6 +8,7 @@ a silently skipped e2e suite proves nothing.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import json
@@ -38,6 +39,16 @@ OPENCLAW_PACKAGE = "openclaw@2026.9.6"
 OPENCLAW_VERSION = "2026.9.6"
 NPM_TIMEOUT_S = 600
 RECOVERY_PATH = "/openclaw-diagnostics/recovery"
+
+_live: set[subprocess.Popen[Any]] = set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:  # a crashed test run must not leave gateways or CLI turns behind
+    for proc in list(_live):
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)  # its own session: pgid == pid
 
 
 # -- install -----------------------------------------------------------------------------------
@@ -307,6 +318,7 @@ class Gateway:
                 cwd=self.home, env=self.env, stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
+        _live.add(self.proc)
         return self
 
     def assert_alive(self) -> None:
@@ -336,6 +348,7 @@ class Gateway:
             )
         proc.log_path = log_path  # type: ignore[attr-defined]
         self.turns.append(proc)
+        _live.add(proc)
         return proc
 
     def stop(self, timeout: float = 30.0) -> None:
@@ -365,6 +378,7 @@ def _stop_process(proc: subprocess.Popen[Any], timeout: float) -> None:
     # which is that same pid.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+    _live.discard(proc)
 
 
 
