@@ -7,6 +7,8 @@ event, so that one bad event is named by index and field and never drops the goo
 
 from __future__ import annotations
 
+import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -292,6 +294,8 @@ def _check_value(index: int, value: Any) -> Event | Rejection:
         event = msgspec.convert(value, Event)
     except msgspec.ValidationError as exc:
         loc, msg = _error_loc(str(exc), index, skip_index=True)
+        if "_OutOfRange" in msg:
+            msg = "number out of range (int64 / finite float)"
         if loc == ["body", index] and "Expected `object`" in msg:
             msg = "event must be a JSON object"
         fields = value if isinstance(value, dict) else {}
@@ -316,13 +320,17 @@ def _collect(decoded: Decoded, index: int, result: Event | Rejection) -> None:
 
 def decode_json(body: bytes) -> Decoded:
     """A single event object or a JSON array of them."""
+    if not body.strip():
+        raise BodyError("the body is empty: send an event, an array of events, or NDJSON")
     decoded = Decoded()
     try:
         parsed = _batch_decoder.decode(body)
     except msgspec.ValidationError:
         parsed = None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise BodyError(_describe_decode_error(exc)) from None
+        if not _is_out_of_range(exc):
+            raise BodyError(_describe_decode_error(exc, body)) from None
+        parsed = None
     if parsed is not None:
         items = parsed if isinstance(parsed, list) else [parsed]
         decoded.total = len(items)
@@ -330,15 +338,28 @@ def decode_json(body: bytes) -> Decoded:
             _collect(decoded, index, check_event(index, event))
         return decoded
     # Slow path: something failed; find which events, and let unknown types keep fields not ours.
-    try:
-        raw = msgspec.json.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise BodyError(_describe_decode_error(exc)) from None
+    raw = _parse(body, BodyError)
     items = raw if isinstance(raw, list) else [raw]
     decoded.total = len(items)
     for index, value in enumerate(items):
         _collect(decoded, index, _check_value(index, value))
     return decoded
+
+
+def _is_out_of_range(exc: BaseException) -> bool:
+    return isinstance(exc, (msgspec.DecodeError, msgspec.ValidationError)) and "out of range" in str(exc)
+
+
+def _parse(body: bytes, error: type[Exception]) -> Any:
+    try:
+        return msgspec.json.decode(body)
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
+        if not _is_out_of_range(exc):
+            raise error(_describe_decode_error(exc, body)) from None
+    try:
+        return _parse_wide(body)
+    except (ValueError, RecursionError) as exc:  # pragma: no cover - msgspec already accepted the syntax
+        raise error(_describe_decode_error(exc, body)) from None
 
 
 def split_ndjson(body: bytes) -> list[tuple[int, bytes]]:
@@ -356,30 +377,54 @@ def decode_ndjson(body: bytes) -> Decoded:
         except msgspec.ValidationError:
             event = None
         except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-            decoded.rejected.append(
-                Rejection(index, [{"loc": ["body", index], "msg": _describe_decode_error(exc)}])
-            )
-            continue
+            if not _is_out_of_range(exc):
+                decoded.rejected.append(
+                    Rejection(index, [{"loc": ["body", index], "msg": _describe_decode_error(exc, line)}])
+                )
+                continue
+            event = None
         if event is not None:
             _collect(decoded, index, check_event(index, event))
             continue
         try:
-            value = msgspec.json.decode(line)
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:  # pragma: no cover
-            decoded.rejected.append(
-                Rejection(index, [{"loc": ["body", index], "msg": _describe_decode_error(exc)}])
-            )
+            value = _parse(line, BodyError)
+        except BodyError as exc:
+            decoded.rejected.append(Rejection(index, [{"loc": ["body", index], "msg": str(exc)}]))
             continue
         _collect(decoded, index, _check_value(index, value))
     return decoded
 
 
-def _describe_decode_error(exc: BaseException) -> str:
+def _describe_decode_error(exc: BaseException, body: bytes) -> str:
     if isinstance(exc, RecursionError):
         return "JSON nesting is deeper than the parser allows"
     if isinstance(exc, UnicodeDecodeError):
-        return f"invalid UTF-8 at byte offset {exc.start}"
+        # msgspec reports the offset inside the string token; the body's own offset helps more
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as whole:
+            return f"invalid UTF-8 at byte offset {whole.start}"
+        return "invalid UTF-8"
     return str(exc)
+
+
+class _OutOfRange:
+    """Stands for a JSON number no float or int64 can hold, so that only its event is rejected."""
+
+
+def _out_of_range(_: str) -> _OutOfRange:
+    return _OutOfRange()
+
+
+def _parse_wide(body: bytes) -> Any:
+    """The slow-path parse: like msgspec's, but a number out of range becomes a marker value."""
+    value = json.loads(body, parse_constant=_out_of_range,
+                       parse_float=lambda text: _finite(float(text)))
+    return value
+
+
+def _finite(number: float) -> float | _OutOfRange:
+    return number if math.isfinite(number) else _OutOfRange()
 
 
 def encode_event(event: Event) -> bytes:

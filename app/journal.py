@@ -33,6 +33,8 @@ from app.store import Attention, GatewayInfo, Session, Store
 log = logging.getLogger("openclaw.diagnostics.journal")
 
 EVENT, MEMORY, REQUESTED, COMPLETED, EVICTED = "E", "M", "R", "C", "X"
+# A transition the service applied itself (a recovery): history only, never replayed as an event.
+APPLIED_STATE = "S"
 CHECKPOINT_CHUNK = 1_000
 
 _SCHEMA = """
@@ -45,7 +47,7 @@ CREATE TABLE IF NOT EXISTS journal (
     dkey BLOB,
     body BLOB
 );
-CREATE INDEX IF NOT EXISTS journal_session_events ON journal (gateway, session, id) WHERE kind = 'E';
+CREATE INDEX IF NOT EXISTS journal_session_history ON journal (gateway, session, id) WHERE kind IN ('E', 'S');
 CREATE TABLE IF NOT EXISTS sessions (
     gateway TEXT NOT NULL,
     key TEXT NOT NULL,
@@ -186,6 +188,12 @@ class Journal:
     def record_eviction(self, session: Session) -> None:
         self._append(EVICTED, session.gateway, session.key, None, None, b"")
 
+    def record_applied_state(self, session: Session, reason: str, at: int) -> None:
+        body = {"type": "session.state", "gatewayId": session.gateway, "sessionKey": session.session_key,
+                "sessionId": session.session_id, "state": session.state, "reason": reason,
+                "queueDepth": session.queue_depth, "ts": at, "appliedByService": True}
+        self._append(APPLIED_STATE, session.gateway, session.key, at, None, msgspec.json.encode(body))
+
     def flush(self) -> None:
         """Wake the writer for records nobody awaits (monitor memory, recoveries)."""
         with self._cond:
@@ -270,7 +278,7 @@ class Journal:
             return []
         marks = ",".join("?" * len(keys))
         sql = (
-            f"SELECT at, body FROM journal WHERE kind = 'E' AND gateway = ? AND session IN ({marks}) "
+            f"SELECT at, body FROM journal WHERE kind IN ('E', 'S') AND gateway = ? AND session IN ({marks}) "
             "ORDER BY id DESC LIMIT ?"
         )
         with self._reader_lock:
@@ -453,6 +461,9 @@ class NullJournal:
         return None
 
     def record_eviction(self, session: Session) -> None:
+        return None
+
+    def record_applied_state(self, session: Session, reason: str, at: int) -> None:
         return None
 
     def flush(self) -> None:

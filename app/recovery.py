@@ -127,6 +127,8 @@ class JournalLike(Protocol):
     def record_completed(self, session: Session | None, request: dict[str, Any], outcome: dict[str, Any],
                          entry: dict[str, Any], applied: bool, now: int) -> None: ...
 
+    def record_applied_state(self, session: Session, reason: str, at: int) -> None: ...
+
     def flush(self) -> None: ...
 
 
@@ -189,10 +191,12 @@ class RecoveryCoordinator:
                 applied = True
             else:
                 stale = True
-        entry = self._emit_completed(session, request, outcome, applied, stale)
         if applied and session is not None:
-            self.recorder.session_state(session.gateway, IDLE, f"stuck_recovery:{outcome['status']}")
-        return entry
+            # a record of what was applied (monitor.md), not a new inbound event
+            reason = f"stuck_recovery:{outcome['status']}"
+            self.journal.record_applied_state(session, reason, session.last_activity)
+            self.recorder.session_state(session.gateway, IDLE, reason)
+        return self._emit_completed(session, request, outcome, applied, stale)
 
     def _gateway_now(self, session: Session) -> int:
         info = self.store.gateways.get(session.gateway)

@@ -112,8 +112,6 @@ def test_released_sets_the_session_idle_with_an_empty_queue_and_a_new_generation
     assert session["recoveryInFlight"] is False
 
 
-@pytest.mark.xfail(strict=True, reason="bug: an applied recovery records no session.state "
-                   "stuck_recovery:<status> entry in the session's history (monitor.md coordinator step 5)")
 def test_an_applied_recovery_is_recorded_as_a_session_state_transition_in_the_history(svc, gateway):
     key = "hook:released-history"
     gateway.script[key] = Reply.outcome("released", "release_lane", released=1)
