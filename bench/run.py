@@ -226,7 +226,8 @@ def run_memory(profile: Profile, figures: dict[str, float]) -> None:
     from bench import inprocess
 
     result = inprocess.run_memory(profile.memory_sessions)
-    log(f"memory over {result.sessions} sessions: idle {result.idle:.0f} B, active {result.active:.0f} B, "
+    log(f"memory over {result.sessions} sessions: idle after one agent turn {result.idle:.0f} B "
+        f"(idle known from one state event: {result.fresh_idle:.0f} B), active {result.active:.0f} B, "
         f"dict entry {result.dict_entry:.0f} B")
     figures["bytes_per_session"] = result.idle
     figures["bytes_per_active_session"] = result.active
