@@ -23,8 +23,13 @@ _TERMINAL_MARKERS = (
 )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class ActivitySnapshot:
+    """What the classifier sees of a session's activity (events.md, "Activity snapshot").
+
+    Not frozen: the monitor builds one per visited session, and a frozen dataclass pays an
+    `object.__setattr__` per field for it."""
+
     active_work_kind: WorkKind | None = None
     has_active_embedded_run: bool | None = None
     active_tool_name: str | None = None

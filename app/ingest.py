@@ -1,13 +1,14 @@
 """POST /v1/events: the hot path, as a raw ASGI endpoint (spec: api.md "Ingest").
 
 FastAPI's per-request machinery costs more than the whole of decoding and applying a batch, so
-ingest is served here, ahead of the router; its schema is added to the OpenAPI document by hand
-(app/api.py). Everything a client sends ends as a 2xx or a 4xx with the error envelope.
+the app serves ingest ahead of its middleware stack and router (app.main.DiagnosticsApp); its
+schema is added to the OpenAPI document by hand (app/api.py). Everything a client sends ends as a 2xx or a 4xx with the error envelope.
 """
 
 from __future__ import annotations
 
 import hmac
+import logging
 import zlib
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -15,10 +16,13 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from app.events import BodyError, Decoded, Rejection, decode_json, decode_ndjson
+from app.journal import JournalError
 from app.store import ACCEPTED, DUPLICATE, IGNORED, REJECTED, DEFAULT_GATEWAY, dedupe_key
 
 if TYPE_CHECKING:
     from app.main import Service
+
+log = logging.getLogger("openclaw.diagnostics.ingest")
 
 INGEST_PATH = "/v1/events"
 _JSON_TYPES = frozenset({b"application/json", b"text/json", b""})
@@ -54,32 +58,29 @@ def authorize(tokens: dict[str, str | None], header: bytes | None) -> tuple[bool
     return ok, match
 
 
-class IngestMiddleware:
-    """Serves POST /v1/events itself and hands every other request to the app."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["path"] != INGEST_PATH:
-            await self.app(scope, receive, send)
-            return
-        service: Service = scope["app"].state.service
-        try:
-            if scope["method"] != "POST":
-                raise ClientError(405, "method_not_allowed", "use POST", headers=[(b"allow", b"POST")])
-            status, body = await ingest(service, scope, receive)
-            headers: list[tuple[bytes, bytes]] = []
-        except ClientError as exc:
-            status, body, headers = exc.status, exc.body, exc.headers
-        payload = orjson.dumps(body)
-        await send({
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-                        *headers],
-        })
-        await send({"type": "http.response.body", "body": payload})
+async def serve_ingest(service: Service, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """The whole ASGI exchange of one ingest request: every outcome is a JSON answer."""
+    headers: list[tuple[bytes, bytes]] = []
+    try:
+        if scope["method"] != "POST":
+            raise ClientError(405, "method_not_allowed", "use POST", headers=[(b"allow", b"POST")])
+        status, body = await ingest(service, scope, receive)
+    except ClientError as exc:
+        status, body, headers = exc.status, exc.body, exc.headers
+    except JournalError as exc:
+        log.error("ingest not acknowledged, the journal cannot commit: %s", exc)
+        status, body = 503, error_body("journal_unavailable", "the journal cannot commit; nothing was acknowledged", [])
+    except Exception:  # a bug, never the client's input: answer, log, stay up
+        log.exception("ingest failed")
+        status, body = 500, error_body("internal_error", "the service failed to process the request", [])
+    payload = orjson.dumps(body)
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                    *headers],
+    })
+    await send({"type": "http.response.body", "body": payload})
 
 
 def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:

@@ -73,10 +73,12 @@ class JournalError(Exception):
 @dataclass(slots=True)
 class _Checkpoint:
     upto: int
+    previous: int  # the checkpoint before this one: the rows after it are new
     rows: list[tuple[str, str, bytes]]
     removed: list[tuple[str, str]]
     gateways: bytes
-    retention_before: int
+    history: bytes  # (upto, at) of the checkpoints within retention
+    expired_upto: int  # every row up to here is older than the retention
     max_rows: int
 
 
@@ -119,6 +121,8 @@ class Journal:
         self._removed: set[tuple[str, str]] = set()
         self._pending: set[Session] | None = None
         self._cow_rows: list[tuple[str, str, bytes]] = []
+        self._checkpointed = 0  # the replay point: the last checkpoint's upto
+        self._checkpoints: list[tuple[int, int]] = []  # (upto, at), oldest first, within retention
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -264,7 +268,16 @@ class Journal:
             self._pending = None
             self._cow_rows = []
         with self._cond:
-            self._queue.append(_Checkpoint(upto, rows, removed, gateways, now - retention_ms, max_rows))
+            # Rows are appended in time order, so "older than the retention" is an id range: the
+            # newest checkpoint taken before the retention horizon bounds it.
+            history = self._checkpoints
+            expired = 0
+            while history and history[0][1] < now - retention_ms:
+                expired = history.pop(0)[0]
+            history.append((upto, now))
+            previous, self._checkpointed = self._checkpointed, upto
+            self._queue.append(_Checkpoint(upto, previous, rows, removed, gateways, _encode(history),
+                                           expired, max_rows))
             self._cond.notify()
         await self.commit()
         return count
@@ -342,16 +355,15 @@ class Journal:
                 )
                 conn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('gateways', ?)", (cp.gateways,))
                 conn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('checkpoint', ?)", (cp.upto,))
-                # Compaction: what the checkpoint covers is no longer needed for replay; events
-                # stay for reads and the dedupe window until retention or the row cap drops them.
-                conn.execute(
-                    "DELETE FROM journal WHERE id <= ? AND (kind != 'E' OR at < ?)",
-                    (cp.upto, cp.retention_before),
-                )
-                conn.execute(
-                    "DELETE FROM journal WHERE id <= ? AND id <= (SELECT max(id) FROM journal) - ?",
-                    (cp.upto, cp.max_rows),
-                )
+                conn.execute("INSERT OR REPLACE INTO meta (k, v) VALUES ('checkpoints', ?)", (cp.history,))
+                # Compaction, by id ranges only (a scan of millions of rows would hold the writer):
+                # what the checkpoint covers is no longer needed for replay; the history rows stay
+                # for reads and the dedupe window until the retention or the row cap drops them.
+                conn.execute("DELETE FROM journal WHERE id > ? AND id <= ? AND kind NOT IN ('E', 'S')",
+                             (cp.previous, cp.upto))
+                conn.execute("DELETE FROM journal WHERE id <= ?", (min(cp.expired_upto, cp.upto),))
+                conn.execute("DELETE FROM journal WHERE id <= min(?, (SELECT max(id) FROM journal) - ?)",
+                             (cp.upto, cp.max_rows))
 
     def _resolve(self, waiters: list[asyncio.Future[None]], error: BaseException | None) -> None:
         loop = self._loop
@@ -374,7 +386,9 @@ class Journal:
     def _restore(self, conn: sqlite3.Connection) -> bool:
         store = self.store
         row = conn.execute("SELECT v FROM meta WHERE k = 'checkpoint'").fetchone()
-        upto = int(row[0]) if row else 0
+        upto = self._checkpointed = int(row[0]) if row else 0
+        row = conn.execute("SELECT v FROM meta WHERE k = 'checkpoints'").fetchone()
+        self._checkpoints = [(a, b) for a, b in _decode(row[0])] if row else []
         row = conn.execute("SELECT v FROM meta WHERE k = 'gateways'").fetchone()
         if row:
             for state in _decode(row[0]):

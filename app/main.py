@@ -16,7 +16,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app import api, page
-from app.ingest import IngestMiddleware
+from app.ingest import INGEST_PATH, serve_ingest
 from app.journal import Journal
 from app.monitor import Clock, Monitor, MonitorConfig, SystemClock
 from app.recovery import Executor, ObserveExecutor, RecoveryCoordinator, WebhookExecutor
@@ -166,6 +166,16 @@ class Service:
         ]
 
 
+class DiagnosticsApp(FastAPI):
+    """FastAPI, with `POST /v1/events` — the hot path — served ahead of its middleware and router."""
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == INGEST_PATH:
+            await serve_ingest(self.state.service, scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
                recorder: Recorder | None = None) -> FastAPI:
     settings = settings or load_settings()
@@ -182,7 +192,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         finally:
             await service.close()
 
-    app = FastAPI(
+    app = DiagnosticsApp(
         title="openclaw-diagnostics",
         version="0.1.0",
         description=(
@@ -196,7 +206,6 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     app.include_router(page.router)
     api.install_error_handlers(app)
     api.install_openapi(app)
-    app.add_middleware(IngestMiddleware)
     return app
 
 

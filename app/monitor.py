@@ -14,7 +14,9 @@ from app.store import IDLE, PROCESSING, Attention, GatewayInfo, Session, Store
 
 log = logging.getLogger("openclaw.diagnostics.monitor")
 
-SCAN_CHUNK = 1_000
+# The scan yields to the event loop after this much time (checked every few sessions).
+SCAN_SLICE_S = 0.002
+SCAN_CHECK_EVERY = 64
 LATE_TICK_MS = 1_000
 
 
@@ -126,15 +128,15 @@ class Monitor:
         allow_recovery = lag_ms <= LATE_TICK_MS
         self._evict(now)
         store = self.store
-        visited = 0
-        for session in list(store.candidates):
-            visited += 1
-            if visited % SCAN_CHUNK == 0:
-                await asyncio.sleep(0)
+        gateways = store.gateways
+        slice_ends = time.perf_counter() + SCAN_SLICE_S
+        for visited, session in enumerate(list(store.candidates), 1):
+            if visited % SCAN_CHECK_EVERY == 0 and time.perf_counter() > slice_ends:
+                await asyncio.sleep(0)  # let ingest in: the scan never holds the loop for long
+                slice_ends = time.perf_counter() + SCAN_SLICE_S
             if session not in store.candidates:
                 continue  # changed or evicted while the scan yielded
-            info = store.gateways[session.gateway]
-            self._visit(session, info, now, allow_recovery)
+            self._visit(session, gateways[session.gateway], now, allow_recovery)
         self.journal.flush()
         self.ticks += 1
         self.last_tick_at = now
@@ -145,13 +147,16 @@ class Monitor:
         warn = cfg.warn_ms
         gateway_now = info.now(now)
         age = gateway_now - session.last_activity
-        snapshot = session.snapshot(gateway_now)
-        progress_age = snapshot.last_progress_age_ms
+        activity = session.activity
+        # The considered-session rule, decided before any snapshot is built (most candidates
+        # are fresh): markers are exactly "a kind is set or an embedded run is active".
         idle_queued_stall = (
             session.state == IDLE
             and session.queue_depth > 0
-            and (snapshot.active_work_kind is not None or bool(snapshot.has_active_embedded_run))
-            and (progress_age or 0) > warn
+            and activity is not None
+            and activity.has_markers()
+            and activity.last_progress_at is not None
+            and gateway_now - activity.last_progress_at > warn
         )
         if not ((session.state == PROCESSING and age > warn) or idle_queued_stall):
             if session.attention is not None:
@@ -161,6 +166,8 @@ class Monitor:
                 )
                 self.journal.record_memory(session)
             return
+        snapshot = session.snapshot(gateway_now)
+        progress_age = snapshot.last_progress_age_ms
         result = classify_session_attention(
             state=session.state,  # type: ignore[arg-type]
             queue_depth=session.queue_depth,

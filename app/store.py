@@ -261,11 +261,14 @@ class GatewayInfo:
         if buckets and buckets[-1][0] == bucket:
             if sample < buckets[-1][1]:
                 buckets[-1][1] = sample
-        else:
-            buckets.append([bucket, sample])
-            horizon = received_at - SKEW_WINDOW_MS
-            while buckets and buckets[0][0] + SKEW_BUCKET_MS <= horizon:
-                buckets.pop(0)
+                if sample < self.skew_ms:
+                    self.skew_ms = sample
+            return
+        # A new minute: drop the minutes that left the window, then take the minimum once.
+        buckets.append([bucket, sample])
+        horizon = received_at - SKEW_WINDOW_MS
+        while buckets[0][0] + SKEW_BUCKET_MS <= horizon:
+            buckets.pop(0)
         self.skew_ms = min(b[1] for b in buckets)
 
     def now(self, service_now: int) -> int:

@@ -185,3 +185,34 @@ def test_a_second_process_on_the_same_directory_is_refused(tmp_path):
     # released with the owner: the next start works
     _, again = open_journal(tmp_path)
     again.close()
+
+
+async def test_compaction_keeps_history_within_retention_and_drops_what_the_checkpoint_covers(tmp_path):
+    import sqlite3
+
+    def kinds() -> list[str]:
+        with sqlite3.connect(tmp_path / "journal.db") as conn:
+            return [k for (k,) in conn.execute("SELECT kind FROM journal ORDER BY id")]
+
+    hour = 3_600_000
+    store, journal = open_journal(tmp_path)
+    await play(store, journal, SCRIPT[:3], T0)
+    journal.record_memory(store.find("default", "k1"))
+    await journal.commit()
+    await journal.checkpoint(T0, hour, 5_000_000)
+    assert kinds() == ["E", "E", "E"]  # monitor memory is in the checkpoint; events stay for reads
+    await play(store, journal, SCRIPT[3:5], T0 + 10)
+    await journal.checkpoint(T0 + hour // 2, hour, 5_000_000)
+    assert kinds() == ["E"] * 5
+    await journal.checkpoint(T0 + hour + 1, hour, 5_000_000)  # the first checkpoint left the retention
+    assert kinds() == ["E", "E"]
+    await journal.checkpoint(T0 + hour + 2, hour, 1)  # the row cap
+    assert kinds() == ["E"]
+    expected = states(store)
+    journal.close()
+
+    restored, journal2 = open_journal(tmp_path)
+    try:
+        assert states(restored) == expected
+    finally:
+        journal2.close()
