@@ -251,10 +251,8 @@ def check_event(index: int, event: Event) -> Event | Rejection:
     """Normalise ids and check the per-type rules a schema cannot express."""
     for name in _ID_FIELDS:
         value = getattr(event, name)
-        if value is not None:
-            trimmed = _trimmed(value)
-            if trimmed is not value:
-                setattr(event, name, trimmed)
+        if value is not None and (not value or value[0] <= " " or value[-1] <= " "):
+            setattr(event, name, value.strip() or None)
     kind = _trimmed(event.type)
     if kind is None:
         return Rejection(index, [{"loc": ["body", index, "type"], "msg": "field required"}])

@@ -17,7 +17,7 @@ import orjson
 
 from app.events import BodyError, Decoded, Rejection, decode_json, decode_ndjson
 from app.journal import JournalError
-from app.store import ACCEPTED, DUPLICATE, IGNORED, REJECTED, DEFAULT_GATEWAY, dedupe_key
+from app.store import ACCEPTED, DUPLICATE, IGNORED, REJECTED, DEFAULT_GATEWAY
 
 if TYPE_CHECKING:
     from app.main import Service
@@ -205,13 +205,13 @@ def apply_events(service: Service, decoded: Decoded, bound_gateway: str | None) 
         event.gatewayId = gateway
         result = store.apply_event(event, now)
         outcome = result.outcome
-        outcomes[outcome] += 1
-        per_type[(gateway, event.type, outcome)] += 1
+        counted = (gateway, event.type, outcome)
+        per_type[counted] = per_type.get(counted, 0) + 1
         if outcome == DUPLICATE:
             continue
         session = result.session
-        journal.record_event(event, now, session.key if session is not None else _event_session(event),
-                             dedupe_key(gateway, event))
+        journal.record_event(event, now, session.key if session is not None else event.sessionKey or event.sessionId,
+                             result.dedupe_key)
         if outcome != ACCEPTED:
             continue
         if result.clamped:
@@ -223,10 +223,7 @@ def apply_events(service: Service, decoded: Decoded, bound_gateway: str | None) 
         recorder.event_applied(event, gateway)
     per_type.update(_rejected_counts(decoded, bound_gateway))
     recorder.events_counted(per_type)
-    for gateway in {key[0] for key in per_type}:
+    for (gateway, _, outcome), count in per_type.items():
+        outcomes[outcome] += count
         service.check_skew(gateway, now)
     return outcomes
-
-
-def _event_session(event: Any) -> str | None:
-    return event.sessionKey or event.sessionId

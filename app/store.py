@@ -297,6 +297,7 @@ class ApplyResult:
     clamped: bool = False
     stale_state: bool = False
     forwarder_dropped: int = 0
+    dedupe_key: tuple[Any, ...] | None = None
 
 
 class DedupeWindow:
@@ -412,7 +413,7 @@ class Store:
         if key is not None:
             self.dedupe.add(key, received_at)
         info.last_heard = max(info.last_heard, received_at)
-        result = ApplyResult(ACCEPTED)
+        result = ApplyResult(ACCEPTED, dedupe_key=key)
         ts = event.ts
         if ts is None:
             ts = info.now(received_at)
