@@ -226,8 +226,8 @@ def _summary_lines(summary: Any, config: Any) -> Iterator[Text]:
         yield Text(
             f"  time: {_iso(s['firstTs'])} .. {_iso(s['lastTs'] or s['firstTs'])} ({human_ms(span)}), "
             f"replayed until {_iso(s['endedAt'])} (tail {human_ms(config.effective_tail_ms)}); "
-            f"{s['ticks']} ticks every {human_ms(config.scan_interval_ms)}; warn {human_ms(config.warn_ms)}, "
-            f"abort {human_ms(config.abort_ms)}"
+            f"{s['ticks']} ticks every {human_ms(config.monitor.scan_interval_ms)}; "
+            f"warn {human_ms(config.monitor.warn_ms)}, abort {human_ms(config.monitor.abort_ms)}"
         )
     yield Text(f"  sessions seen: {s['sessionsSeen']}")
     total = sum(s["verdicts"].values())
@@ -266,6 +266,7 @@ def replay(
 
     Exit code 1 when invalid lines were skipped, 0 otherwise; 2 on a usage or configuration error.
     """
+    from app.monitor import MonitorConfig
     from app.replay import ReplayConfig, Source, replay_source
 
     overrides: dict[str, Any] = {}
@@ -284,17 +285,7 @@ def replay(
             if field in overrides:  # the value came from the option, not the environment
                 message = message.replace(f"{ENV_PREFIX}{field.upper()}", option)
         raise fail(f"invalid configuration: {message}", EXIT_CONFIG) from None
-    config = ReplayConfig(
-        warn_ms=settings.warn_ms,
-        abort_ms=settings.abort_ms,
-        scan_interval_ms=settings.scan_interval_ms,
-        stalled_report_interval_ms=settings.stalled_report_interval_ms,
-        gateway_silence_ms=settings.gateway_silence_ms,
-        session_idle_ttl_ms=settings.session_idle_ttl_ms,
-        max_sessions=settings.max_sessions,
-        max_clock_skew_ms=settings.max_clock_skew_ms,
-        tail_ms=tail_ms,
-    )
+    config = ReplayConfig(MonitorConfig.from_settings(settings), settings.max_clock_skew_ms, tail_ms)
     try:
         source = Source(file)
     except OSError as exc:
@@ -344,8 +335,8 @@ def replay(
     finally:
         source.close()
     if as_json:
-        _print_json(stdout, {**summary.as_json(), "warnMs": config.warn_ms, "abortMs": config.abort_ms,
-                             "scanIntervalMs": config.scan_interval_ms, "tailMs": config.effective_tail_ms})
+        _print_json(stdout, {**summary.as_json(), "warnMs": config.monitor.warn_ms, "abortMs": config.monitor.abort_ms,
+                             "scanIntervalMs": config.monitor.scan_interval_ms, "tailMs": config.effective_tail_ms})
     else:
         for line in _summary_lines(summary, config):
             out.print(line)

@@ -71,15 +71,7 @@ class Service:
         )
         self.monitor = Monitor(
             self.store,
-            MonitorConfig(
-                warn_ms=settings.warn_ms,
-                abort_ms=settings.abort_ms,
-                scan_interval_ms=settings.scan_interval_ms,
-                stalled_report_interval_ms=settings.stalled_report_interval_ms,
-                gateway_silence_ms=settings.gateway_silence_ms,
-                session_idle_ttl_ms=settings.session_idle_ttl_ms,
-                max_sessions=settings.max_sessions,
-            ),
+            MonitorConfig.from_settings(settings),
             clock=self.clock,
             journal=self.journal,
             recovery=self.coordinator,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from app.classifier import AttentionResult, classify_session_attention, is_terminal_progress_reason
+from app.settings import Settings
 from app.store import IDLE, PROCESSING, Attention, GatewayInfo, Session, Store
 
 log = logging.getLogger("openclaw.diagnostics.monitor")
@@ -56,6 +57,19 @@ class MonitorConfig:
     gateway_silence_ms: int = 90_000
     session_idle_ttl_ms: int = 1_800_000
     max_sessions: int = 1_000_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: int) -> MonitorConfig:
+        fields = {
+            "warn_ms": settings.warn_ms,
+            "abort_ms": settings.abort_ms,
+            "scan_interval_ms": settings.scan_interval_ms,
+            "stalled_report_interval_ms": settings.stalled_report_interval_ms,
+            "gateway_silence_ms": settings.gateway_silence_ms,
+            "session_idle_ttl_ms": settings.session_idle_ttl_ms,
+            "max_sessions": settings.max_sessions,
+        }
+        return cls(**{**fields, **overrides})
 
 
 Listener = Callable[[str, dict[str, Any]], None]

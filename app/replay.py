@@ -41,19 +41,13 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 @dataclass(frozen=True, slots=True)
 class ReplayConfig:
-    warn_ms: int
-    abort_ms: int
-    scan_interval_ms: int = 5_000
-    stalled_report_interval_ms: int = 30_000
-    gateway_silence_ms: int = 90_000
-    session_idle_ttl_ms: int = 1_800_000
-    max_sessions: int = 1_000_000
+    monitor: MonitorConfig
     max_clock_skew_ms: int = 60_000
     tail_ms: int | None = None  # None: 2 * warn
 
     @property
     def effective_tail_ms(self) -> int:
-        return 2 * self.warn_ms if self.tail_ms is None else self.tail_ms
+        return 2 * self.monitor.warn_ms if self.tail_ms is None else self.tail_ms
 
 
 @dataclass(slots=True)
@@ -258,15 +252,7 @@ class Replayer:
         )
         self.monitor = Monitor(
             self.store,
-            MonitorConfig(
-                warn_ms=config.warn_ms,
-                abort_ms=config.abort_ms,
-                scan_interval_ms=config.scan_interval_ms,
-                stalled_report_interval_ms=config.stalled_report_interval_ms,
-                gateway_silence_ms=config.gateway_silence_ms,
-                session_idle_ttl_ms=config.session_idle_ttl_ms,
-                max_sessions=config.max_sessions,
-            ),
+            config.monitor,
             clock=self.clock,
             journal=journal,
             recovery=self.coordinator,
@@ -323,7 +309,7 @@ class Replayer:
 
     async def _advance_to(self, until: int, inclusive: bool) -> None:
         """Run every scheduled tick before `until` (or at it, when inclusive)."""
-        interval = self.config.scan_interval_ms
+        interval = self.config.monitor.scan_interval_ms
         next_tick = self._next_tick
         assert next_tick is not None
         while next_tick < until or (inclusive and next_tick == until):

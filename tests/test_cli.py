@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from app.cli import app, human_ms, safe
+from app.monitor import MonitorConfig
 from app.replay import ReplayConfig, iso_ms, replay_lines
 
 DATA = Path("/work/shared/data")
@@ -325,7 +326,7 @@ def test_real_normal_capture_is_quiet() -> None:
 
 def test_replay_lines_helper_matches_the_cli(tmp_path: Path) -> None:
     verdicts, invalid, summary = replay_lines([json.dumps(e) for e in ORPHANED],
-                                              ReplayConfig(warn_ms=30_000, abort_ms=300_000))
+                                              ReplayConfig(MonitorConfig(warn_ms=30_000, abort_ms=300_000)))
     assert invalid == [] and len(verdicts) == 1 and verdicts[0].at == T0 + 35 * S
     assert summary.ended_at == T0 + 3 * S + 60 * S
 
