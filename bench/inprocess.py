@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.events import Event, decode_json
-from app.monitor import SCAN_CHECK_EVERY, SCAN_SLICE_S, Monitor, MonitorConfig
+from app import monitor as monitor_module
+from app.monitor import Monitor, MonitorConfig
 from app.store import Session, Store
 from telemetry.record import Recorder
 
@@ -134,13 +135,28 @@ async def _cpu(run: Callable[[], Any]) -> float:
     return time.process_time() - started
 
 
+# The pass's own yield policy, whichever the monitor has: by time (SCAN_SLICE_S, checked every
+# SCAN_CHECK_EVERY sessions) or by count (SCAN_CHUNK).
+_SLICE_S: float | None = getattr(monitor_module, "SCAN_SLICE_S", None)
+_CHECK_EVERY: int = getattr(monitor_module, "SCAN_CHECK_EVERY", 64)
+_CHUNK: int = getattr(monitor_module, "SCAN_CHUNK", 1_000)
+
+
 async def _baseline_pass(store: Store) -> None:
     """The same sessions iterated the way a pass does, with no classification."""
-    slice_ends = time.perf_counter() + SCAN_SLICE_S
+    if _SLICE_S is None:
+        for visited, session in enumerate(list(store.candidates), 1):
+            if visited % _CHUNK == 0:
+                await asyncio.sleep(0)
+            if session not in store.candidates:
+                continue
+            store.gateways[session.gateway]
+        return
+    slice_ends = time.perf_counter() + _SLICE_S
     for visited, session in enumerate(list(store.candidates), 1):
-        if visited % SCAN_CHECK_EVERY == 0 and time.perf_counter() > slice_ends:
+        if visited % _CHECK_EVERY == 0 and time.perf_counter() > slice_ends:
             await asyncio.sleep(0)
-            slice_ends = time.perf_counter() + SCAN_SLICE_S
+            slice_ends = time.perf_counter() + _SLICE_S
         if session not in store.candidates:
             continue
         store.gateways[session.gateway]
