@@ -35,7 +35,8 @@ log = logging.getLogger("openclaw.diagnostics.journal")
 EVENT, MEMORY, REQUESTED, COMPLETED, EVICTED = "E", "M", "R", "C", "X"
 # A transition the service applied itself (a recovery): history only, never replayed as an event.
 APPLIED_STATE = "S"
-CHECKPOINT_CHUNK = 1_000
+CHECKPOINT_CHUNK = 64  # sessions encoded between two looks at the clock
+CHECKPOINT_SLICE_S = 0.002
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (
@@ -253,10 +254,16 @@ class Journal:
         try:
             gateways = _encode([info.to_state() for info in self.store.gateways.values()])
             while pending:
-                for _ in range(min(CHECKPOINT_CHUNK, len(pending))):
-                    session = pending.pop()
-                    if self._is_live(session):  # a merge or eviction removed it: its key is in `removed`
-                        self._cow_rows.append((session.gateway, session.key, _encode(session.to_state())))
+                # encode for a slice of time, then let the loop serve ingest (copy-on-write keeps
+                # what is still pending consistent meanwhile)
+                slice_ends = time.perf_counter() + CHECKPOINT_SLICE_S
+                while True:
+                    for _ in range(min(CHECKPOINT_CHUNK, len(pending))):
+                        session = pending.pop()
+                        if self._is_live(session):  # a merge or eviction removed it: its key is in `removed`
+                            self._cow_rows.append((session.gateway, session.key, _encode(session.to_state())))
+                    if not pending or time.perf_counter() >= slice_ends:
+                        break
                 await asyncio.sleep(0)
         except BaseException:
             # Nothing of this checkpoint is written: what it took is dirty again for the next one.

@@ -599,9 +599,15 @@ class Store:
                 session.queue_depth = event.queueDepth
             elif session.state == IDLE:
                 session.queue_depth = max(0, session.queue_depth - 1)
-            if session.state == IDLE and session.activity is not None:
-                session.activity.end_run_owners()
+            activity = session.activity
+            if session.state == IDLE and activity is not None:
+                activity.end_run_owners()
                 self._end_runs(info, session, ts)
+                if not activity.has_markers():
+                    # most sessions rest idle after a turn: keep the progress clock, not three
+                    # empty dicts (a third of an idle session's memory)
+                    session.activity = Activity(last_progress_at=activity.last_progress_at,
+                                                last_progress_reason=activity.last_progress_reason)
         self._reindex(session)
 
     def _end_runs(self, info: GatewayInfo, session: Session, ts: int) -> None:
@@ -639,12 +645,12 @@ class Store:
             activity = session.activity = Activity()
         if kind == "tool.execution.started":
             activity.tools[marker] = (ts, event.toolName or "unknown", event.toolCallId)
-            activity.touch(ts, f"tool:{event.toolName}:started")
+            activity.touch(ts, _intern(f"tool:{event.toolName}:started"))
         elif kind == "model.call.started":
             activity.model_calls[marker] = ts
             activity.touch(ts, "model_call:started")
         elif kind == "run.progress":
-            activity.touch(ts, event.reason or "progress")
+            activity.touch(ts, _intern(event.reason or "progress"))
         elif kind == "run.started":
             self._claim_run(info, session, event.runId or "", None)
             activity.embedded_runs[marker] = ts
@@ -655,7 +661,7 @@ class Store:
         elif kind.startswith("tool.execution."):
             if activity.tools.pop(marker, None) is None:
                 self._tombstone(info, session.key, event, ts)
-            activity.touch(ts, f"tool:{event.toolName}:ended")
+            activity.touch(ts, _intern(f"tool:{event.toolName}:ended"))
         elif kind.startswith("model.call."):
             if activity.model_calls.pop(marker, None) is None:
                 self._tombstone(info, session.key, event, ts)

@@ -114,6 +114,7 @@ async def test_restore_rebuilds_the_same_state(tmp_path):
 async def test_checkpoint_is_copy_on_write(tmp_path, monkeypatch):
     """Sessions changed while a checkpoint is being written are saved as they were at its start."""
     monkeypatch.setattr(journal_module, "CHECKPOINT_CHUNK", 1)
+    monkeypatch.setattr(journal_module, "CHECKPOINT_SLICE_S", 0.0)  # yield after every session
     store, journal = open_journal(tmp_path)
     script = [("message.queued", {"sessionKey": f"s{i}", "source": "x"}) for i in range(20)]
     await play(store, journal, script, T0)
