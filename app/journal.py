@@ -489,3 +489,6 @@ class NullJournal:
 
     def flush(self) -> None:
         return None
+
+    async def commit(self) -> None:
+        return None

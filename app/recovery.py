@@ -131,6 +131,8 @@ class JournalLike(Protocol):
 
     def flush(self) -> None: ...
 
+    async def commit(self) -> None: ...
+
 
 class RecoveryCoordinator:
     def __init__(
@@ -170,6 +172,9 @@ class RecoveryCoordinator:
     async def _run(self, request: dict[str, Any]) -> None:
         async with self._slots:
             try:
+                # The gateway is asked only once the request is durable: a crash after this
+                # point completes it as failed / service_restarted on the next start.
+                await self.journal.commit()
                 outcome = await asyncio.wait_for(self.executor.execute(request), self.timeout_ms / 1000)
             except asyncio.TimeoutError:
                 outcome = failed("exception", f"no answer within {self.timeout_ms} ms")
