@@ -44,9 +44,13 @@ FIGURES = (
     ("scan_baseline_100k_cpu_s", "s"),
     ("export_ratio", "ratio"),
     ("p99_ingest_ms", "ms"),
+    ("soak_errors", "requests"),
+    ("soak_rss_growth_mb", "MB"),
 )
 UNITS = dict(FIGURES)
-PARTS = ("ingest", "scan", "memory")
+PARTS = ("ingest", "scan", "memory", "soak")
+SOAK_S = 60  # quality.md: sustained ingest at the bench rate, no error answers, flat memory
+SOAK_WARM_S = 45
 
 BATCH = 100
 SESSIONS = 20_000  # session keys the load cycles over
@@ -236,8 +240,34 @@ def run_memory(profile: Profile, figures: dict[str, float]) -> None:
 
 # -- entry point ----------------------------------------------------------------------------------
 
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run_soak(profile: Profile, figures: dict[str, float]) -> None:
+    """Batched ingest for SOAK_S seconds: every answer a 2xx, resident memory flat after warm-up.
+
+    Sessions cycle over SESSIONS keys and the warm-up sends more than a million events (the
+    dedupe window's cap: every event has its own eventId), so the store and the window reach their
+    steady size first; what the RSS does after that would be a leak.
+    """
+    tag = f"s{int(time.time())}"
+    with servers.uvicorn("app.main:app") as service:
+        servers.wrk(service.url, SOAK_WARM_S, f"{tag}-warm", BATCH, SESSIONS)
+        before = _rss_mb(service.proc.pid)
+        result = servers.wrk(service.url, SOAK_S, f"{tag}-soak", BATCH, SESSIONS, server_pid=service.proc.pid)
+        after = _rss_mb(service.proc.pid)
+    log(f"soak: {result.requests} requests of {BATCH} events in {result.seconds:.0f} s "
+        f"({_eps(result, BATCH):.0f} events/s), {result.errors} errors, RSS {before:.0f} -> {after:.0f} MB")
+    figures["soak_errors"] = result.errors
+    figures["soak_rss_growth_mb"] = after - before
+
+
 def _format(value: float, unit: str) -> str:
-    if unit == "events/s":
+    if unit in ("events/s", "requests"):
         return f"{value:.0f}"
     if unit == "ratio":
         return f"{value:.3f}"
@@ -270,7 +300,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     figures: dict[str, float] = {}
     failed = False
-    for part, run in (("ingest", run_ingest), ("scan", run_scan), ("memory", run_memory)):
+    if args.quick and args.parts == parser.get_default("parts"):
+        parts.remove("soak")  # a minute of its own: the default run only
+    for part, run in (("ingest", run_ingest), ("scan", run_scan), ("memory", run_memory), ("soak", run_soak)):
         if part not in parts:
             continue
         t0 = time.monotonic()
