@@ -31,7 +31,7 @@ from typing import Any
 
 import httpx
 
-from service_process import free_port, wait_until
+from service_process import free_port, terminate, wait_until
 
 START_DEADLINE_S = 30.0
 
@@ -156,15 +156,7 @@ class PrometheusServer:
         proc = self.proc
         if proc is None:
             return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        terminate(proc, timeout)
         _live.discard(proc)
         return proc.returncode
 

@@ -78,6 +78,20 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def terminate(proc: subprocess.Popen[Any], timeout: float = 15.0) -> int | None:
+    """SIGTERM by pid (the process shuts down cleanly), SIGKILL if it hangs. Returns the exit code."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    return proc.returncode
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -205,13 +219,7 @@ class ServiceProcess:
         self._close_client()
         if proc is None:
             return None
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
+        terminate(proc, timeout)
         _live.discard(proc)
         return proc.returncode
 
