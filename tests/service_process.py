@@ -58,6 +58,7 @@ FAST_MONITOR: dict[str, object] = {"stuck_session_warn_ms": 1000, "scan_interval
 START_DEADLINE_S = 30.0
 
 T = TypeVar("T")
+_Server = TypeVar("_Server", bound="LoopbackServer")
 
 _live: set[subprocess.Popen[bytes]] = set()
 
@@ -76,6 +77,27 @@ class ServiceDied(AssertionError):
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+class LoopbackServer:
+    """A stdlib HTTP server on 127.0.0.1 (a free port), served from a daemon thread."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler], name: str) -> None:
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name=name, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    def start(self: _Server) -> _Server:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
 
 
 def terminate(proc: subprocess.Popen[Any], timeout: float = 15.0) -> int | None:
@@ -390,7 +412,7 @@ class Received:
     at: int = field(default_factory=now_ms)
 
 
-class FakeGatewayWebhook:
+class FakeGatewayWebhook(LoopbackServer):
     """127.0.0.1 HTTP server answering recovery requests as a gateway plugin would.
 
     `script[sessionKey]` is a `Reply` (or a list of them, used in order, the last one repeating);
@@ -404,30 +426,18 @@ class FakeGatewayWebhook:
         self.received: list[Received] = []
         self._cond = threading.Condition()
         self._stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-gateway-webhook",
-                                        daemon=True)
-
-    @property
-    def port(self) -> int:
-        return self._httpd.server_address[1]
+        super().__init__(self._handler(), "fake-gateway-webhook")
 
     @property
     def url_template(self) -> str:
         return f"http://127.0.0.1:{self.port}/recover/{{gatewayId}}"
-
-    def start(self) -> FakeGatewayWebhook:
-        self._thread.start()
-        return self
 
     def stop(self) -> None:
         self._stopping.set()
         for reply in self._all_replies():
             if reply.hold is not None:
                 reply.hold.set()
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().stop()
 
     def _all_replies(self) -> list[Reply]:
         replies = [self.default]

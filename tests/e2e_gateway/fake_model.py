@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from service_process import LoopbackServer
 
 MODEL_ID = "fake-model"
 
 
-class FakeModelServer:
+class FakeModelServer(LoopbackServer):
     """Runs on 127.0.0.1 in a background thread. `hang` makes completions block."""
 
     def __init__(self) -> None:
@@ -25,21 +27,11 @@ class FakeModelServer:
         self.completions = 0
         self.hung_requests = 0
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-model", daemon=True)
-
-    @property
-    def port(self) -> int:
-        return self._httpd.server_address[1]
+        super().__init__(self._handler_class(), "fake-model")
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> "FakeModelServer":
-        self._thread.start()
-        return self
 
     def release_hung(self) -> None:
         """Ends every hung request (the connection closes, unanswered) and stops hanging new ones.
@@ -49,8 +41,7 @@ class FakeModelServer:
 
     def stop(self) -> None:
         self.release_hung()
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        super().stop()
 
     def _count(self, hung: bool) -> None:
         with self._lock:

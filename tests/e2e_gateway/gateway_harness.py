@@ -22,11 +22,11 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Mapping
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from service_process import free_port
+from service_process import LoopbackServer, free_port, terminate
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN_DIR = REPO / "integrations" / "openclaw-plugin"
@@ -156,7 +156,7 @@ def _json_or_text(raw: bytes) -> Any:
 # -- the ingest tap ----------------------------------------------------------------------------------
 
 
-class IngestTap:
+class IngestTap(LoopbackServer):
     """A 127.0.0.1 proxy in front of the service's `POST /v1/events` that records each batch.
 
     The tests read what the real gateway's plugin put on the wire (ids, order, keepalives,
@@ -171,21 +171,11 @@ class IngestTap:
         self.responses: list[tuple[int, Any]] = []
         self._fail = 0
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="ingest-tap", daemon=True)
+        super().__init__(self._handler(), "ingest-tap")
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
-
-    def start(self) -> IngestTap:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
+        return f"http://127.0.0.1:{self.port}"
 
     def fail_next(self, count: int) -> None:
         with self._lock:
@@ -365,15 +355,7 @@ class Gateway:
 
 
 def _stop_process(proc: subprocess.Popen[Any], timeout: float) -> None:
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+    terminate(proc, timeout)
     # Children the process started in its own session (we used start_new_session): by group id,
     # which is that same pid.
     with contextlib.suppress(ProcessLookupError, PermissionError):
