@@ -10,12 +10,15 @@ import math
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any, Literal
 
+import msgspec
 import orjson
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.events import Event
 from app.ingest import INGEST_PATH, authorize, error_body
 from app.store import Session
 
@@ -421,12 +424,6 @@ RECOVERY_WEBHOOK_DOC = (
 
 
 def install_openapi(app: FastAPI) -> None:
-    from fastapi.openapi.utils import get_openapi
-
-    from app.events import Event
-
-    import msgspec
-
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import sys
-import unicodedata
 from collections.abc import Iterator
 from enum import Enum
 from typing import Any, Optional

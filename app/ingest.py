@@ -225,7 +225,8 @@ def apply_events(service: Service, decoded: Decoded, bound_gateway: str | None) 
             per_type[counted] = per_type.get(counted, 0) + count
     recorder.events_counted(per_type)
     outcomes = dict.fromkeys((ACCEPTED, DUPLICATE, IGNORED, REJECTED), 0)
-    for (gateway, _, outcome), count in per_type.items():
+    for (_, _, outcome), count in per_type.items():
         outcomes[outcome] += count
+    for gateway in {gateway for gateway, _, _ in per_type}:
         service.check_skew(gateway, now)
     return outcomes

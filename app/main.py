@@ -24,6 +24,7 @@ from app.recovery import Executor, ObserveExecutor, RecoveryCoordinator, Webhook
 from app.settings import Settings, load_settings
 from app.store import GatewayInfo, Store
 from telemetry.record import GatewayStatus, LiveSources, Recorder, SessionCount
+from telemetry.setup import build_recorder
 
 log = logging.getLogger("openclaw.diagnostics")
 
@@ -31,12 +32,9 @@ SKEW_WARNING_EVERY_MS = 600_000
 _ATTENTION_LABEL = {"session.long_running": "long_running", "session.stalled": "stalled", "session.stuck": "stuck"}
 
 
-def build_recorder(settings: Settings) -> Recorder:
-    try:
-        from telemetry.setup import build_recorder as build
-    except ImportError:  # telemetry not wired yet: no-op recorder
-        return Recorder()
-    return build(gateway_attribute=settings.gateway_attribute, cardinality_limit=settings.metric_cardinality_limit)
+def recorder_for(settings: Settings) -> Recorder:
+    return build_recorder(gateway_attribute=settings.gateway_attribute,
+                          cardinality_limit=settings.metric_cardinality_limit)
 
 
 def build_executor(settings: Settings) -> Executor:
@@ -52,7 +50,7 @@ class Service:
     def __init__(self, settings: Settings, clock: Clock | None = None, recorder: Recorder | None = None) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.recorder = recorder or build_recorder(settings)
+        self.recorder = recorder or recorder_for(settings)
         self.tokens = settings.tokens()
         self.store = Store(max_clock_skew_ms=settings.max_clock_skew_ms)
         self.journal = Journal(settings.data_dir, self.store)

@@ -31,7 +31,6 @@ from app.ingest import authorize
 
 if TYPE_CHECKING:
     from app.main import Service
-    from app.store import Session
 
 COOKIE = "openclaw_diag_token"
 OVERVIEW_LIMIT = 200

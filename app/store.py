@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -642,7 +642,8 @@ class Store:
                 result.outcome = IGNORED  # a runId that maps to no session (yet)
                 return
             if not creates:
-                self._tombstone(info, event.sessionKey or info.aliases.get(event.sessionId or "", event.sessionId or ""), event, ts)
+                sid = event.sessionId or ""
+                self._tombstone(info, event.sessionKey or info.aliases.get(sid, sid), event, ts)
             return
         result.session = session
         activity = session.activity

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import importlib.util
 import json
 import subprocess
 import sys
@@ -126,9 +125,6 @@ class _Tally:
 
 
 def run_ingest(profile: Profile, figures: dict[str, float]) -> None:
-    if importlib.util.find_spec("telemetry.setup") is None:
-        log("export: telemetry.setup is missing, so the service runs the no-op recorder with or "
-            "without OTLP: export_ratio measures nothing yet")
     tag = f"b{int(time.time())}"
     otlp_env = {"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OTEL_SERVICE_NAME": "openclaw-diagnostics-bench"}
     with contextlib.ExitStack() as stack:

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 
 from service_process import (
-    FakeGatewayWebhook,
     Reply,
     SKIPPED,
     ServiceProcess,

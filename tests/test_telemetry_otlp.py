@@ -85,7 +85,7 @@ def test_the_whole_contract_over_the_wire(receiver: OtlpReceiver) -> None:
         failures = receiver.metric(ins.MONITOR_EXPORT_FAILURES.name)
         assert {p.attributes[ins.SIGNAL] for p in failures.points} == {"metrics", "logs", "traces"}
         # -- log events
-        for kind, name, severity in (
+        for _kind, name, severity in (
             ("long_running", ins.EVENT_LONG_RUNNING, "INFO"),
             ("stalled", ins.EVENT_STALLED, "WARN"),
             ("stuck", ins.EVENT_STUCK, "WARN"),
