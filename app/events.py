@@ -396,13 +396,12 @@ def decode_ndjson(body: bytes) -> Decoded:
 def _describe_decode_error(exc: BaseException, body: bytes) -> str:
     if isinstance(exc, RecursionError):
         return "JSON nesting is deeper than the parser allows"
-    if isinstance(exc, UnicodeDecodeError):
-        # msgspec reports the offset inside the string token; the body's own offset helps more
-        try:
-            body.decode("utf-8")
-        except UnicodeDecodeError as whole:
-            return f"invalid UTF-8 at byte offset {whole.start}"
-        return "invalid UTF-8"
+    # Which exception (and wording) msgspec uses for bad UTF-8 differs between its releases, so the
+    # body is checked here; the body's own offset also helps more than one inside a string token.
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as whole:
+        return f"invalid UTF-8 at byte offset {whole.start}"
     return str(exc)
 
 
