@@ -315,21 +315,23 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@health.get("/readyz", summary="Journal open and monitor running; exporter health (degrades, never unready)")
+@health.get("/readyz", summary="Ready when the journal can commit now and the monitor runs; says why not")
 async def readyz(request: Request) -> JSONResponse:
     service = service_of(request)
-    journal_ok = service.journal.healthy
+    journal = service.journal.status()
     monitor_ok = service.monitor.running
     exporter = service.recorder.export_health()
-    ready = journal_ok and monitor_ok
+    ready = journal.ready and monitor_ok
     body = {
         "status": "ready" if ready else "unready",
-        "journal": "ok" if journal_ok else f"failed: {service.journal.failed}",
+        "journal": "ok" if journal.ready else {"code": journal.code, "reason": journal.reason,
+                                                "retryAfterS": journal.retry_after_s},
         "monitor": {"running": monitor_ok, "ticks": service.monitor.ticks, "lastTickAt": service.monitor.last_tick_at},
         "exporter": exporter,  # a failing collector degrades this; it never makes the service unready
         "sessions": service.store.session_count,
     }
-    return JSONResponse(body, status_code=200 if ready else 503)
+    headers = {} if ready else {"Retry-After": str(max(1, journal.retry_after_s))}
+    return JSONResponse(body, status_code=200 if ready else 503, headers=headers)
 
 
 @health.get("/metrics", summary="Prometheus text exposition of every instrument")

@@ -154,6 +154,10 @@ def serve(
         workers=1,
         log_level=log_level,
         proxy_headers=False,
+        access_log=False,  # request paths name sessions: they stay out of the logs
+        # SIGTERM: requests still open after this are cut (a client trickling its body must not
+        # hold the stop forever); the lifespan's final checkpoint runs after it.
+        timeout_graceful_shutdown=settings.shutdown_timeout_ms / 1000,
     )
 
 

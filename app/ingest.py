@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from app.events import BodyError, Decoded, Rejection, decode_json, decode_ndjson
-from app.journal import JournalError
-from app.store import ACCEPTED, DUPLICATE, IGNORED, REJECTED, DEFAULT_GATEWAY
+from app.events import BodyError, Decoded, Event, Rejection, decode_json, decode_ndjson
+from app.journal_interface import JournalError, JournalStatus
+from app.records import events_record
+from app.store import ACCEPTED, DUPLICATE, IGNORED, REJECTED, DEFAULT_GATEWAY, ApplyResult, dedupe_key
 
 if TYPE_CHECKING:
     from app.main import Service
@@ -68,8 +69,11 @@ async def serve_ingest(service: Service, scope: dict[str, Any], receive: Any, se
     except ClientError as exc:
         status, body, headers = exc.status, exc.body, exc.headers
     except JournalError as exc:
-        log.error("ingest not acknowledged, the journal cannot commit: %s", exc)
-        status, body = 503, error_body("journal_unavailable", "the journal cannot commit; nothing was acknowledged", [])
+        # the writer logs the failure once; each refused request is counted
+        service.recorder.journal_refused("journal_unavailable")
+        status, body = 503, error_body("journal_unavailable",
+                                       f"nothing was applied or acknowledged: {exc}; retry later", [])
+        headers = [(b"retry-after", str(max(1, service.journal.status().retry_after_s)).encode())]
     except Exception:  # a bug, never the client's input: answer, log, stay up
         log.exception("ingest failed")
         status, body = 500, error_body("internal_error", "the service failed to process the request", [])
@@ -127,6 +131,9 @@ async def ingest(service: Service, scope: dict[str, Any], receive: Any) -> tuple
     if not ok:
         raise ClientError(401, "unauthorized", "a valid bearer token is required",
                           headers=[(b"www-authenticate", b"Bearer")])
+    journal_status = service.journal.status()
+    if not journal_status.ready:
+        raise _refused(service, journal_status)
     content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
     if content_type in _NDJSON_TYPES:
         decode = decode_ndjson
@@ -157,8 +164,7 @@ async def ingest(service: Service, scope: dict[str, Any], receive: Any) -> tuple
         service.recorder.events_counted(_rejected_counts(decoded, bound_gateway))
         details = [error for rejection in decoded.rejected for error in rejection.errors]
         raise ClientError(422, "validation_failed", f"all {decoded.total} events were rejected", details)
-    counts = apply_events(service, decoded, bound_gateway)
-    await service.journal.commit()
+    counts = await apply_events(service, decoded, bound_gateway)
     return 202, {
         "accepted": counts[ACCEPTED],
         "duplicates": counts[DUPLICATE],
@@ -185,6 +191,13 @@ def bind_gateways(decoded: Decoded, bound_gateway: str | None) -> None:
     decoded.events = kept
 
 
+def _refused(service: Service, status: JournalStatus) -> ClientError:
+    service.recorder.journal_refused(status.code or "journal_unavailable")
+    return ClientError(503, status.code or "journal_unavailable",
+                       f"nothing was applied or acknowledged: {status.reason}; retry later",
+                       headers=[(b"retry-after", str(max(1, status.retry_after_s)).encode())])
+
+
 def _rejected_counts(decoded: Decoded, gateway: str | None) -> Counter[tuple[str, str, str]]:
     # a gateway-bound token decides; else the gateway the event named, if it could be read
     return Counter(
@@ -192,25 +205,40 @@ def _rejected_counts(decoded: Decoded, gateway: str | None) -> Counter[tuple[str
     )
 
 
-def apply_events(service: Service, decoded: Decoded, bound_gateway: str | None) -> dict[str, int]:
-    """Apply the valid events in order; journal them; feed telemetry. Returns outcome counts."""
+async def apply_events(service: Service, decoded: Decoded, bound_gateway: str | None) -> dict[str, int]:
+    """Journal the valid events as one record, and once it is committed and applied, feed
+    telemetry. Returns outcome counts.
+
+    An event whose idempotency key the store already holds is a duplicate of a committed one
+    and is not journaled again; any other repeat (of an event still being committed, or within
+    this body) is journaled and found a duplicate when applied, in journal order
+    (app/records.py), so an event is never a "duplicate" of one that was not committed.
+    """
     store = service.store
-    journal = service.journal
     recorder = service.recorder
     now = service.clock.now_ms()
     per_type: dict[tuple[str, str, str], int] = {}  # plain dicts: a Counter costs on the hot path
+    fresh: list[Event] = []
+    seen = store.dedupe.seen
     for _, event in decoded.events:
         gateway = event.gatewayId or DEFAULT_GATEWAY
         event.gatewayId = gateway
-        result = store.apply_event(event, now)
+        key = dedupe_key(gateway, event)
+        if key is not None and seen(key, now):
+            counted = (gateway, event.type, DUPLICATE)
+            per_type[counted] = per_type.get(counted, 0) + 1
+        else:
+            fresh.append(event)
+    results: list[ApplyResult] = []
+    if fresh:
+        future = service.journal.submit(events_record(fresh, now))
+        assert future is not None
+        results = await future
+    for event, result in zip(fresh, results):
+        gateway = event.gatewayId or DEFAULT_GATEWAY
         outcome = result.outcome
         counted = (gateway, event.type, outcome)
         per_type[counted] = per_type.get(counted, 0) + 1
-        if outcome == DUPLICATE:
-            continue
-        session = result.session
-        journal.record_event(event, now, session.key if session is not None else event.sessionKey or event.sessionId,
-                             result.dedupe_key)
         if outcome != ACCEPTED:
             continue
         if result.clamped:

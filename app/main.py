@@ -19,6 +19,7 @@ from fastapi import FastAPI
 from app import api, page
 from app.ingest import INGEST_PATH, serve_ingest
 from app.journal import Journal
+from app.journal_interface import JournalError
 from app.monitor import Clock, Monitor, MonitorConfig, SystemClock
 from app.recovery import Executor, ObserveExecutor, RecoveryCoordinator, WebhookExecutor
 from app.settings import Settings, load_settings
@@ -52,15 +53,16 @@ class Service:
         self.clock = clock or SystemClock()
         self.recorder = recorder or recorder_for(settings)
         self.tokens = settings.tokens()
-        self.store = Store(max_clock_skew_ms=settings.max_clock_skew_ms)
-        self.journal = Journal(settings.data_dir, self.store)
+        self.journal = Journal(settings.data_dir, max_bytes=settings.journal_max_bytes,
+                               retention_ms=settings.journal_retention_ms, max_rows=settings.journal_max_rows)
+        self.store = Store(max_clock_skew_ms=settings.max_clock_skew_ms, tracker=self.journal.tracker)
         self.coordinator: RecoveryCoordinator
         self.monitor: Monitor
         self._checkpointer: asyncio.Task[None] | None = None
         self._skew_warned: dict[str, int] = {}
 
     async def open(self) -> None:
-        restored = await asyncio.to_thread(self.journal.open)
+        restored = await asyncio.to_thread(self.journal.open, self.store)
         settings = self.settings
         now = self.clock.now_ms()
         self.coordinator = RecoveryCoordinator(
@@ -78,7 +80,7 @@ class Service:
             # Events may have been missed while the service was down: no recovery for one warn.
             warm_until=now + settings.warn_ms if restored else None,
         )
-        interrupted = self.coordinator.complete_interrupted()
+        interrupted = await self.coordinator.complete_interrupted()
         if restored:
             # A restored store is millions of long-lived objects: keep the cyclic GC from
             # walking them all again (a full collection would stall the loop for ~0.5 s).
@@ -104,8 +106,7 @@ class Service:
             self.recorder.shutdown()
 
     async def _checkpoint(self) -> None:
-        settings = self.settings
-        await self.journal.checkpoint(self.clock.now_ms(), settings.journal_retention_ms, settings.journal_max_rows)
+        await self.journal.checkpoint(self.clock.now_ms())
 
     async def _checkpoint_loop(self) -> None:
         interval = self.settings.checkpoint_interval_ms / 1000
@@ -113,8 +114,8 @@ class Service:
             await asyncio.sleep(interval)
             try:
                 await self._checkpoint()
-            except Exception:
-                log.exception("checkpoint failed")
+            except JournalError:
+                pass  # logged by the journal; what it took is the next checkpoint's to write
 
     # -- views the API and telemetry share ---------------------------------------------------
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from app.classifier import AttentionResult, classify_session_attention, is_terminal_progress_reason
+from app.records import Record, eviction_record, memory_record
 from app.settings import Settings
 from app.store import IDLE, PROCESSING, Attention, GatewayInfo, Session, Store
 
@@ -19,6 +20,9 @@ log = logging.getLogger("openclaw.diagnostics.monitor")
 SCAN_SLICE_S = 0.002
 SCAN_CHECK_EVERY = 64
 LATE_TICK_MS = 1_000
+EVICTION_SLICE = 1_000  # sessions in one eviction record: applying one holds the loop only briefly
+# An eviction wave is spread over ticks: choosing and applying a million at once would stall ingest.
+EVICTIONS_PER_TICK = 50_000
 
 
 class Clock(Protocol):
@@ -37,11 +41,9 @@ class SystemClock:
 
 
 class JournalLike(Protocol):
-    def record_memory(self, session: Session) -> None: ...
+    """Where the monitor's decisions go: applied to the store once committed (app/records.py)."""
 
-    def record_eviction(self, session: Session) -> None: ...
-
-    def flush(self) -> None: ...
+    def submit(self, record: Record, *, wait: bool = True) -> asyncio.Future[Any] | None: ...
 
 
 class RecoveryRequester(Protocol):
@@ -151,7 +153,6 @@ class Monitor:
             if session not in store.candidates:
                 continue  # changed or evicted while the scan yielded
             self._visit(session, gateways[session.gateway], now, allow_recovery)
-        self.journal.flush()
         self.ticks += 1
         self.last_tick_at = now
         self.recorder.scan_finished((time.perf_counter() - begun) * 1000, lag_ms)
@@ -174,11 +175,10 @@ class Monitor:
         )
         if not ((session.state == PROCESSING and age > warn) or idle_queued_stall):
             if session.attention is not None:
-                self.store.set_monitor_memory(
+                self.journal.submit(memory_record(
                     session, None, session.last_stuck_warn_age,
                     session.last_long_running_warn_age, session.stalled_reported_at,
-                )
-                self.journal.record_memory(session)
+                ), wait=False)
             return
         snapshot = session.snapshot(gateway_now)
         progress_age = snapshot.last_progress_age_ms
@@ -226,8 +226,7 @@ class Monitor:
                 else:
                     long_age = attention_age
         if report or not same:
-            self.store.set_monitor_memory(session, attention, stuck_age, long_age, stalled_at)
-            self.journal.record_memory(session)
+            self.journal.submit(memory_record(session, attention, stuck_age, long_age, stalled_at), wait=False)
         else:
             previous.age_ms = attention_age  # derived, recomputed every tick: not journaled
         if not report:
@@ -307,21 +306,38 @@ class Monitor:
     def _evict(self, now: int) -> None:
         store = self.store
         cfg = self.config
-        ttl = list(store.evictable(lambda info: info.now(now), cfg.session_idle_ttl_ms))
-        for session in ttl:
-            self.journal.record_eviction(session)
-            store.evict(session)
-        if ttl:
-            self.recorder.sessions_evicted("ttl", len(ttl))
-        excess = store.session_count - cfg.max_sessions
+        ttl = store.evictable(lambda info: info.now(now), cfg.session_idle_ttl_ms, EVICTIONS_PER_TICK)
+        self._submit_evictions(ttl, "ttl")
+        excess = min(store.session_count - len(ttl) - cfg.max_sessions, EVICTIONS_PER_TICK - len(ttl))
         if excess <= 0:
             return
-        victims = store.least_recently_active(excess)
-        for session in victims:
-            self.journal.record_eviction(session)
-            store.evict(session)
-        if victims:
-            self.recorder.sessions_evicted("cap", len(victims))
+        chosen = set(ttl)
+        victims = [s for s in store.least_recently_active(excess + len(ttl)) if s not in chosen][:excess]
+        self._submit_evictions(victims, "cap")
+
+    def _submit_evictions(self, sessions: list[Session], reason: str) -> None:
+        """One record per gateway and slice; counted as the records apply (an event in between
+        keeps its session)."""
+        by_gateway: dict[str, list[Session]] = {}
+        for session in sessions:
+            by_gateway.setdefault(session.gateway, []).append(session)
+        for gateway, chosen in by_gateway.items():
+            for start in range(0, len(chosen), EVICTION_SLICE):
+                future = self.journal.submit(eviction_record(gateway, chosen[start:start + EVICTION_SLICE]))
+                if future is not None:
+                    _when_done(future, lambda evicted, r=reason: self.recorder.sessions_evicted(r, len(evicted)))
+
+
+def _when_done(future: asyncio.Future[Any], callback: Callable[[Any], None]) -> None:
+    """Call back with the future's result (now if it is done); a failed record is not counted."""
+    def done(f: asyncio.Future[Any]) -> None:
+        if not f.cancelled() and f.exception() is None:
+            callback(f.result())
+
+    if future.done():
+        done(future)
+    else:
+        future.add_done_callback(done)
 
 
 def _request(

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
 from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from app.store import IDLE, Session, Store
+from app.journal_interface import JournalError
+from app.outcomes import SKIPPED_IN_FLIGHT, failed
+from app.records import Record, applied_state_record, completed_record, requested_record
+from app.store import IDLE, RecoveryCompletion, Session, Store
 
 log = logging.getLogger("openclaw.diagnostics.recovery")
-
-MUTATING = frozenset({"aborted", "released"})
-
 
 class RecoveryOutcome(BaseModel):
     """What a gateway answers to a recovery request (the webhook's 200 body)."""
@@ -45,16 +45,6 @@ _ACTIONS = {
     "noop": {"none"},
     "failed": {"none"},
 }
-
-
-def failed(reason: str, error: str | None = None) -> dict[str, Any]:
-    outcome: dict[str, Any] = {"status": "failed", "action": "none", "outcomeReason": reason}
-    if error is not None:
-        outcome["error"] = error
-    return outcome
-
-
-SKIPPED_IN_FLIGHT = {"status": "skipped", "action": "observe_only", "outcomeReason": "already_in_flight"}
 
 
 class Executor(Protocol):
@@ -103,35 +93,10 @@ class WebhookExecutor:
         await self._client.aclose()
 
 
-def is_mutating(outcome: dict[str, Any]) -> bool:
-    return outcome["status"] in MUTATING or (
-        outcome["status"] == "noop" and outcome.get("outcomeReason") == "no_active_work"
-    )
-
-
-def completion(request: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
-    """`{...request, status, action, outcomeReason?, released? (> 0 only), stale?}`."""
-    entry = {**request, "status": outcome["status"], "action": outcome["action"]}
-    if outcome.get("outcomeReason"):
-        entry["outcomeReason"] = outcome["outcomeReason"]
-    if (outcome.get("released") or 0) > 0:
-        entry["released"] = outcome["released"]
-    if outcome.get("error"):
-        entry["error"] = outcome["error"]
-    return entry
-
-
 class JournalLike(Protocol):
-    def record_requested(self, session: Session, request: dict[str, Any]) -> None: ...
+    """Where the coordinator's records go: applied to the store once committed (app/records.py)."""
 
-    def record_completed(self, session: Session | None, request: dict[str, Any], outcome: dict[str, Any],
-                         entry: dict[str, Any], applied: bool, now: int) -> None: ...
-
-    def record_applied_state(self, session: Session, reason: str, at: int) -> None: ...
-
-    def flush(self) -> None: ...
-
-    async def commit(self) -> None: ...
+    def submit(self, record: Record, *, wait: bool = True) -> asyncio.Future[Any] | None: ...
 
 
 class RecoveryCoordinator:
@@ -157,84 +122,82 @@ class RecoveryCoordinator:
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
     def request(self, session: Session, request: dict[str, Any]) -> None:
-        """Called by the monitor (synchronously); the executor runs as a task."""
-        if session.inflight is not None:
-            self._emit_completed(session, request, SKIPPED_IN_FLIGHT, False)
-            return
-        self.store.set_inflight(session, request)
-        self.store.add_recovery(session, {"kind": "requested", **request})
-        self.journal.record_requested(session, request)
-        self.recorder.recovery_requested(request)
-        task = asyncio.create_task(self._run(request))
+        """Called by the monitor (synchronously): the request is journaled in the scan's order, the
+        rest runs as a task."""
+        future = self.journal.submit(requested_record(session, request))
+        assert future is not None
+        self._spawn(self._run(session.gateway, session.key, request, future))
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, request: dict[str, Any]) -> None:
+    async def _run(self, gateway: str, key: str, request: dict[str, Any], future: asyncio.Future[bool]) -> None:
+        try:
+            begun = await future
+        except JournalError:
+            return  # not committed: nothing was asked, nothing is in flight; the monitor asks again
+        if not begun:  # another recovery is in flight for the session
+            await self._complete(gateway, key, request, SKIPPED_IN_FLIGHT)
+            return
+        self.recorder.recovery_requested(request)
         async with self._slots:
+            # The gateway is asked only once the request is durable: a crash after this
+            # point completes it as failed / service_restarted on the next start.
             try:
-                # The gateway is asked only once the request is durable: a crash after this
-                # point completes it as failed / service_restarted on the next start.
-                await self.journal.commit()
                 outcome = await asyncio.wait_for(self.executor.execute(request), self.timeout_ms / 1000)
             except asyncio.TimeoutError:
                 outcome = failed("exception", f"no answer within {self.timeout_ms} ms")
             except Exception as exc:  # an executor bug must not end the coordinator
                 outcome = failed("exception", f"{type(exc).__name__}: {exc}")
-        self.complete(request, outcome)
+        await self._complete(gateway, key, request, outcome)
 
-    def complete(self, request: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
-        store = self.store
-        session = store.find(request["gatewayId"], request.get("sessionKey") or request.get("sessionId") or "")
-        if session is not None and session.inflight is not request and session.inflight is not None:
-            # Two sessions merged while both were in recovery: one stays in flight.
-            return self._emit_completed(session, request, SKIPPED_IN_FLIGHT, False)
-        applied = False
-        stale = False
-        if is_mutating(outcome):
-            if session is not None and store.is_current(session, request):
-                store.apply_recovery(session, request, outcome, self._gateway_now(session))
-                applied = True
-            else:
-                stale = True
-        if applied and session is not None:
+    async def complete(self, request: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+        """Record an outcome for a request (the executors' answer, or a test's)."""
+        key = request.get("sessionKey") or request.get("sessionId") or ""
+        return await self._complete(request["gatewayId"], key, request, outcome)
+
+    async def _complete(self, gateway: str, key: str, request: dict[str, Any],
+                        outcome: dict[str, Any]) -> dict[str, Any]:
+        """Journal the outcome — retried until it is committed: the gateway may have acted —
+        then apply-time decides (the generation guard), and telemetry follows what it decided."""
+        delay = 0.05
+        while True:
+            session = self.store.find(gateway, key)
+            future = self.journal.submit(completed_record(gateway, key, request, outcome, self._gateway_now(session)))
+            assert future is not None
+            try:
+                done: RecoveryCompletion = await future
+                break
+            except JournalError as exc:
+                log.warning("recovery outcome not committed yet, retrying: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(2.0, delay * 2)
+        entry = done.entry
+        session = self.store.find(gateway, key)
+        if done.applied and session is not None:
             # a record of what was applied (monitor.md), not a new inbound event
             reason = f"stuck_recovery:{outcome['status']}"
-            self.journal.record_applied_state(session, reason, session.last_activity)
+            self.journal.submit(applied_state_record(session, reason, session.last_activity), wait=False)
             self.recorder.session_state(session.gateway, IDLE, reason)
-        return self._emit_completed(session, request, outcome, applied, stale)
-
-    def _gateway_now(self, session: Session) -> int:
-        info = self.store.gateways.get(session.gateway)
-        now = self.now_ms()
-        return info.now(now) if info else now
-
-    def _emit_completed(
-        self, session: Session | None, request: dict[str, Any], outcome: dict[str, Any], applied: bool,
-        stale: bool = False,
-    ) -> dict[str, Any]:
-        entry = completion(request, outcome)
-        if stale:
-            entry["stale"] = True
-        now = self._gateway_now(session) if session is not None else self.now_ms()
-        history = {"kind": "completed", "completedAt": now, **entry}
-        if session is not None:
-            if session.inflight is request:
-                self.store.set_inflight(session, None)
-            self.store.add_recovery(session, history)
-        self.journal.record_completed(session, request, outcome, history, applied, now)
-        self.journal.flush()
         self.recorder.recovery_completed(entry)
         for listener in self.listeners:
             listener("recovery_completed", entry)
         return entry
 
-    def complete_interrupted(self) -> int:
+    def _gateway_now(self, session: Session | None) -> int:
+        now = self.now_ms()
+        info = self.store.gateways.get(session.gateway) if session is not None else None
+        return info.now(now) if info else now
+
+    async def complete_interrupted(self) -> int:
         """Recoveries in flight when the process died end as failed / service_restarted."""
         interrupted = [s for s in self.store.iter_sessions() if s.inflight is not None]
         for session in interrupted:
             request = session.inflight
             assert request is not None
-            self._emit_completed(session, request, failed("service_restarted"), False)
+            await self._complete(session.gateway, session.key, request, failed("service_restarted"))
         return len(interrupted)
 
     async def aclose(self) -> None:

@@ -245,7 +245,7 @@ class Replayer:
         self.summary = Summary()
         self.clock = SimulatedClock()
         self.store = Store(max_clock_skew_ms=config.max_clock_skew_ms)
-        journal = NullJournal()
+        journal = NullJournal(self.store)
         recorder = Recorder()
         self.coordinator = RecoveryCoordinator(
             self.store, journal, recorder, ObserveExecutor(), now_ms=self.clock.now_ms,

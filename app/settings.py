@@ -54,6 +54,14 @@ class Settings(BaseSettings):
     checkpoint_interval_ms: int = Field(30_000, ge=100, description="How often the store is checkpointed.")
     journal_retention_ms: int = Field(6 * 3_600_000, ge=3_600_000, description="Event history kept for reads and dedupe.")
     journal_max_rows: int = Field(5_000_000, ge=1_000_000, description="Cap on journaled event rows.")
+    journal_max_bytes: int = Field(
+        2 * 1024**3, ge=1024 * 1024,
+        description="Byte budget of the journal and checkpoint files; at it, covered history is compacted "
+                    "first, then ingest answers 503 journal_full.",
+    )
+    shutdown_timeout_ms: int = Field(
+        10_000, ge=0, description="On SIGTERM, requests still running after this are cut; then the final checkpoint.",
+    )
 
     @field_validator("stuck_session_warn_ms", mode="before")
     @classmethod

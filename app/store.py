@@ -12,7 +12,7 @@ import sys
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from app.classifier import ActivitySnapshot, EMPTY_SNAPSHOT
 from app.events import (
@@ -26,6 +26,7 @@ from app.events import (
     SESSION_STATE_TYPES,
     Event,
 )
+from app.outcomes import SKIPPED_IN_FLIGHT, completion, is_mutating
 
 IDLE, PROCESSING, WAITING = "idle", "processing", "waiting"
 _STATE_RANK = {IDLE: 0, WAITING: 1, PROCESSING: 2}
@@ -301,6 +302,12 @@ class ApplyResult:
     dedupe_key: tuple[Any, ...] | None = None
 
 
+@dataclass(slots=True)
+class RecoveryCompletion:
+    entry: dict[str, Any]  # the completed event's fields (spec: telemetry.md)
+    applied: bool  # the session was released by it
+
+
 class DedupeWindow:
     """The last 1,000,000 idempotency keys, at most an hour old.
 
@@ -370,7 +377,7 @@ def embedded_marker(event: Event) -> str:
 class Store:
     """All gateways and their sessions, the candidate index and the dedupe window."""
 
-    def __init__(self, *, max_clock_skew_ms: int = 60_000) -> None:
+    def __init__(self, *, max_clock_skew_ms: int = 60_000, tracker: ChangeTracker | None = None) -> None:
         self.max_clock_skew_ms = max_clock_skew_ms
         self.gateways: dict[str, GatewayInfo] = {}
         self.candidates: set[Session] = set()
@@ -378,12 +385,10 @@ class Store:
         self.session_count = 0
         # (gateway, state) -> sessions, kept current so the sessions gauge never walks the map
         self.state_counts: Counter[tuple[str, str]] = Counter()
-        # Called with each session about to change (copy-on-write for checkpoints).
-        self.before_change: Callable[[Session], None] = _noop
-        # Called with each session that changed, and each (gateway, key) whose record went away:
-        # the journal's dirty set.
-        self.changed: Callable[[Session], None] = _noop
-        self.removed: Callable[[str, str], None] = _noop_removed
+        tracker = tracker or _NO_TRACKING
+        self.before_change = tracker.before_change
+        self.changed = tracker.changed
+        self.removed = tracker.removed
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -807,6 +812,36 @@ class Store:
         self._change(session)
         session.recoveries = ((session.recoveries or []) + [entry])[-HISTORY_LIMIT:]
 
+    def begin_recovery(self, session: Session, request: dict[str, Any]) -> bool:
+        """Record a requested recovery, unless one is already in flight for the session."""
+        if session.inflight is not None:
+            return False
+        self.set_inflight(session, request)
+        self.add_recovery(session, {"kind": "requested", **request})
+        return True
+
+    def complete_recovery(self, session: Session | None, request: dict[str, Any], outcome: dict[str, Any],
+                          now: int) -> RecoveryCompletion:
+        """Record what the gateway answered; apply a mutating answer that passes the guard."""
+        applied = stale = False
+        if session is not None and session.inflight is not None and session.inflight != request:
+            # Another request is in flight (two sessions merged while both were in recovery).
+            outcome = SKIPPED_IN_FLIGHT
+        elif is_mutating(outcome):
+            if session is not None and self.is_current(session, request):
+                self.apply_recovery(session, request, outcome, now)
+                applied = True
+            else:
+                stale = True
+        entry = completion(request, outcome)
+        if stale:
+            entry["stale"] = True
+        if session is not None:
+            if session.inflight == request:
+                self.set_inflight(session, None)
+            self.add_recovery(session, {"kind": "completed", "completedAt": now, **entry})
+        return RecoveryCompletion(entry, applied)
+
     def is_current(self, session: Session, request: dict[str, Any]) -> bool:
         """The processing-generation guard (monitor.md, coordinator step 5)."""
         if session.generation != request["stateGeneration"] or session.state != request["expectedState"]:
@@ -865,7 +900,7 @@ class Store:
                 del info.runs[run_id]
         self.removed(info.gateway_id, session.key)
 
-    def evictable(self, now_of: Callable[[GatewayInfo], int], ttl_ms: int) -> list[Session]:
+    def evictable(self, now_of: Callable[[GatewayInfo], int], ttl_ms: int, limit: int | None = None) -> list[Session]:
         """Idle, queue 0, no activity markers, unchanged for ttl_ms (gateway clock).
 
         Each gateway's sessions are kept in order of their last event, so this walks only the
@@ -884,6 +919,8 @@ class Store:
                     and (session.activity is None or not session.activity.has_markers())
                 ):
                     found.append(session)
+                    if limit is not None and len(found) >= limit:
+                        return found
         return found
 
     def least_recently_active(self, count: int) -> list[Session]:
@@ -900,6 +937,17 @@ class Store:
         idle.sort(key=Session.touched_at)
         busy.sort(key=Session.touched_at)
         return (idle + busy)[:count]
+
+    def forget_gateway(self, gateway_id: str) -> int:
+        """Drop a gateway and its sessions from memory (not a change: nothing is reported)."""
+        info = self.gateways.pop(gateway_id, None)
+        if info is None:
+            return 0
+        for session in info.sessions.values():
+            self.candidates.discard(session)
+            self.state_counts[(gateway_id, session.state)] -= 1
+        self.session_count -= len(info.sessions)
+        return len(info.sessions)
 
     # -- restore ----------------------------------------------------------------------------
 
@@ -938,9 +986,28 @@ def _int_or_none(value: float | None) -> int | None:
     return None if value is None else int(min(value, INT64_MAX))
 
 
-def _noop(session: Session) -> None:
-    return None
+class ChangeTracker(Protocol):
+    """Told of every change, so that a checkpoint can write only what changed (app/journal.py)."""
+
+    def before_change(self, session: Session) -> None:
+        """`session` is about to change (a checkpoint in progress copies it first)."""
+
+    def changed(self, session: Session) -> None:
+        """`session` changed or was created."""
+
+    def removed(self, gateway: str, key: str) -> None:
+        """The session stored under (gateway, key) went away (merged or evicted)."""
 
 
-def _noop_removed(gateway: str, key: str) -> None:
-    return None
+class _NoTracking:
+    def before_change(self, session: Session) -> None:
+        return None
+
+    def changed(self, session: Session) -> None:
+        return None
+
+    def removed(self, gateway: str, key: str) -> None:
+        return None
+
+
+_NO_TRACKING = _NoTracking()

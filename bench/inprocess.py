@@ -18,6 +18,7 @@ from typing import Any
 
 from app.events import Event, decode_json
 from app import monitor as monitor_module
+from app.journal import NullJournal
 from app.monitor import Monitor, MonitorConfig
 from app.store import Session, Store
 from telemetry.record import Recorder
@@ -43,19 +44,6 @@ class FixedClock:
         return self.now
 
     async def sleep_until(self, at_ms: int) -> None:
-        return None
-
-
-class NullJournal:
-    """JournalLike that keeps nothing (the real one appends to a queue for its writer thread)."""
-
-    def record_memory(self, session: Session) -> None:
-        return None
-
-    def record_eviction(self, session: Session) -> None:
-        return None
-
-    def flush(self) -> None:
         return None
 
 
@@ -126,7 +114,7 @@ class ScanResult:
 def _monitor(store: Store, clock: FixedClock, recovery: NullRecovery) -> Monitor:
     config = MonitorConfig(warn_ms=WARN_MS, abort_ms=ABORT_MS, scan_interval_ms=SCAN_INTERVAL_MS,
                            max_sessions=max(1_000_000, store.session_count))
-    return Monitor(store, config, clock=clock, journal=NullJournal(), recovery=recovery, recorder=Recorder())
+    return Monitor(store, config, clock=clock, journal=NullJournal(store), recovery=recovery, recorder=Recorder())
 
 
 async def _cpu(run: Callable[[], Any]) -> float:

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import servers  # noqa: E402
+from bench import ack_latency, servers  # noqa: E402
 from bench.servers import log  # noqa: E402
 
 FIGURES = (
@@ -44,10 +44,13 @@ FIGURES = (
     ("export_ratio", "ratio"),
     ("p99_ingest_ms", "ms"),
     ("soak_errors", "requests"),
+    ("ack_sessions", "requests"),
+    ("p99_ack_checkpoint_ms", "ms"),
+    ("p99_ack_eviction_ms", "ms"),
     ("soak_rss_growth_mb", "MB"),
 )
 UNITS = dict(FIGURES)
-PARTS = ("ingest", "scan", "memory", "soak")
+PARTS = ("ingest", "scan", "memory", "soak", "ack")
 SOAK_S = 60  # quality.md: sustained ingest at the bench rate, no error answers, flat memory
 SOAK_WARM_S = 45
 
@@ -68,6 +71,7 @@ class Profile:
         self.scan_candidates = 100_000
         self.scan_tracked = 1_000_000
         self.memory_sessions = 10_000 if quick else 100_000
+        self.ack_sessions = 200_000 if quick else 1_000_000
 
 
 # -- ingest, single/batch, export and p99 --------------------------------------------------------
@@ -262,6 +266,10 @@ def run_soak(profile: Profile, figures: dict[str, float]) -> None:
     figures["soak_rss_growth_mb"] = after - before
 
 
+def run_ack(profile: Profile, figures: dict[str, float]) -> None:
+    ack_latency.run(profile.ack_sessions, figures)
+
+
 def _format(value: float, unit: str) -> str:
     if unit in ("events/s", "requests"):
         return f"{value:.0f}"
@@ -298,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     if args.quick and args.parts == parser.get_default("parts"):
         parts.remove("soak")  # a minute of its own: the default run only
-    for part, run in (("ingest", run_ingest), ("scan", run_scan), ("memory", run_memory), ("soak", run_soak)):
+        parts.remove("ack")  # two minutes of its own: the default run, or --parts ack
+    for part, run in (("ingest", run_ingest), ("scan", run_scan), ("memory", run_memory), ("soak", run_soak),
+                      ("ack", run_ack)):
         if part not in parts:
             continue
         t0 = time.monotonic()

@@ -401,6 +401,11 @@ MONITOR_CLOCK_CLAMPED = InstrumentSpec(
     "openclaw.monitor.clock.clamped", "counter", "1", "Events whose ts was too far in the future.",
     (), produced_when="an event's `ts` is clamped to the receive time",
 )
+MONITOR_JOURNAL_REFUSED = InstrumentSpec(
+    "openclaw.monitor.journal.refused", "counter", "1", "Ingest requests refused because the journal cannot commit.",
+    (REASON,), gateway_scoped=False,
+    produced_when="an ingest request is answered 503 (`openclaw.reason` journal_unavailable|journal_full)",
+)
 MONITOR_TELEMETRY_OVERFLOW = InstrumentSpec(
     "openclaw.monitor.telemetry.overflow", "counter", "1", "Measurements refused by the cardinality guard.",
     (INSTRUMENT,), gateway_scoped=False,
@@ -422,7 +427,7 @@ GATEWAY_CONTRACT: tuple[InstrumentSpec, ...] = (
 MONITOR_INSTRUMENTS: tuple[InstrumentSpec, ...] = (
     MONITOR_EVENTS, MONITOR_SESSIONS, MONITOR_GATEWAYS, MONITOR_CLOCK_SKEW, MONITOR_SCAN_DURATION,
     MONITOR_SCAN_LAG, MONITOR_SESSIONS_EVICTED, MONITOR_EXPORT_FAILURES, MONITOR_FORWARDER_DROPPED,
-    MONITOR_FORWARDER_QUEUED, MONITOR_CLOCK_CLAMPED, MONITOR_TELEMETRY_OVERFLOW,
+    MONITOR_FORWARDER_QUEUED, MONITOR_CLOCK_CLAMPED, MONITOR_TELEMETRY_OVERFLOW, MONITOR_JOURNAL_REFUSED,
 )
 INSTRUMENTS: tuple[InstrumentSpec, ...] = SESSION_CONTRACT + GATEWAY_CONTRACT + MONITOR_INSTRUMENTS
 BY_NAME: dict[str, InstrumentSpec] = {spec.name: spec for spec in INSTRUMENTS}

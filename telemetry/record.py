@@ -76,6 +76,9 @@ class Recorder:
 
     def clock_clamped(self, gateway: str) -> None: ...
 
+    def journal_refused(self, reason: str) -> None:
+        """An ingest request answered 503: journal_unavailable or journal_full."""
+
     def forwarder_dropped(self, gateway: str, count: int) -> None: ...
 
     def export_health(self) -> dict[str, Any]:
@@ -179,6 +182,7 @@ class OtelRecorder(Recorder):
         self.store = store
         i = store.instrument
         self._events = i(ins.MONITOR_EVENTS)
+        self._journal_refused = i(ins.MONITOR_JOURNAL_REFUSED)
         self._state = i(ins.SESSION_STATE)
         self._stuck = i(ins.SESSION_STUCK)
         self._stuck_age = i(ins.SESSION_STUCK_AGE)
@@ -356,6 +360,9 @@ class OtelRecorder(Recorder):
     def sessions_evicted(self, reason: str, count: int) -> None:
         if count > 0:
             self._add(self._evicted, ((ins.REASON, reason),), count)
+
+    def journal_refused(self, reason: str) -> None:
+        self._add(self._journal_refused, ((ins.REASON, reason),), 1)
 
     def clock_clamped(self, gateway: str) -> None:
         self._add(self._clamped, ((G, self._gateway(gateway)),), 1)

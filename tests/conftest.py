@@ -9,7 +9,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +25,10 @@ class ServiceFactory:
 
     def __call__(self, settings: dict[str, object] | None = None, *, token: str | None = None,
                  name: str = "service", data_dir: Path | None = None, start: bool = True,
-                 fast_monitor: bool = True) -> ServiceProcess:
+                 fast_monitor: bool = True, command_prefix: Sequence[str] = ()) -> ServiceProcess:
         name = f"{name}{len(self.created) + 1}" if any(s.name == name for s in self.created) else name
         service = ServiceProcess(data_dir or self.root / f"{name}-data", settings, log_dir=self.root / "logs",
-                                 token=token, name=name, fast_monitor=fast_monitor)
+                                 token=token, name=name, fast_monitor=fast_monitor, command_prefix=command_prefix)
         self.created.append(service)
         if start:
             service.start()

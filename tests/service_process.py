@@ -1,4 +1,4 @@
-"""End-to-end harness: the real service as a `python -m uvicorn app.main:app` subprocess.
+"""End-to-end harness: the real service as a `python -m app.cli serve` subprocess.
 
 Reusable by any test file (the tests directory is on `sys.path` under pytest)::
 
@@ -44,7 +44,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -154,8 +154,9 @@ class ServiceProcess:
 
     def __init__(self, data_dir: Path, settings: Mapping[str, object] | None = None, *,
                  log_dir: Path | None = None, token: str | None = None, name: str = "service",
-                 fast_monitor: bool = True) -> None:
+                 fast_monitor: bool = True, command_prefix: Sequence[str] = ()) -> None:
         self.data_dir = Path(data_dir)
+        self.command_prefix = list(command_prefix)  # e.g. nsenter into a mount namespace
         self.log_dir = Path(log_dir) if log_dir is not None else self.data_dir.parent
         self.name = name
         self.token = token
@@ -190,8 +191,8 @@ class ServiceProcess:
         self.log_files.append(log_path)
         with open(log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
-                 "--port", str(self.port), "--log-level", "info", "--no-access-log"],
+                [*self.command_prefix, sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1",
+                 "--port", str(self.port), "--log-level", "info"],
                 cwd=REPO, env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
@@ -335,12 +336,15 @@ class ServiceProcess:
 
     def journal_position(self) -> tuple[int, int]:
         """(row id the last checkpoint covers, newest journal row id) of the SQLite journal."""
-        conn = sqlite3.connect(f"file:{self.data_dir / 'journal.db'}?mode=ro", uri=True, timeout=5)
+        where = self.data_dir
+        conn = sqlite3.connect(f"file:{where / 'journal.db'}?mode=ro", uri=True, timeout=5)
+        ckpt = sqlite3.connect(f"file:{where / 'checkpoint.db'}?mode=ro", uri=True, timeout=5)
         try:
-            row = conn.execute("SELECT v FROM meta WHERE k = 'checkpoint'").fetchone()
+            row = ckpt.execute("SELECT v FROM meta WHERE k = 'upto'").fetchone()
             newest = conn.execute("SELECT coalesce(max(id), 0) FROM journal").fetchone()[0]
             return (int(row[0]) if row else 0, newest)
         finally:
+            ckpt.close()
             conn.close()
 
     def wait_for_checkpoint(self, timeout: float = 10.0) -> None:

@@ -1,26 +1,32 @@
 """The journal rebuilds exactly the state that was acknowledged (quality.md, "Nothing lost").
 
-In-process: the real SQLite journal on a temp directory, reopened by a fresh store. The
-kill -9 of a real process is covered by the end-to-end tests.
+In-process: the real SQLite journal on a temp directory; a "crash" drops the journal and its
+store without a checkpoint and reopens the files with a fresh store. Write failures are
+injected at the SQLite layer (tests/support_faults.py). The kill -9 of a real process and
+real full disks are covered by tests/test_e2e_durability.py.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import asyncio
+import sqlite3
+from typing import Any
 
 import msgspec
 import pytest
 
 from app import journal as journal_module
+from app import records
 from app.events import Event
 from app.journal import DataDirLocked, Journal
-from app.store import Attention, Store, dedupe_key
+from app.journal_interface import JournalError
+from app.store import Attention, Store
+from support_faults import Faults
 
 pytestmark = pytest.mark.anyio
 
 T0 = 1_800_000_000_000
+HOUR = 3_600_000
 
 
 @pytest.fixture
@@ -29,28 +35,26 @@ def anyio_backend() -> str:
 
 
 def ev(type_: str, ts: int, **fields: Any) -> Event:
-    return msgspec.convert({"type": type_, "ts": ts, **fields}, Event)
-
-
-def ingest(store: Store, journal: Journal, event: Event, received: int) -> None:
-    """What the ingest route does for one event: apply, then journal."""
-    event.gatewayId = event.gatewayId or "default"
-    result = store.apply_event(event, received)
-    if result.outcome != "duplicate":
-        session = result.session
-        journal.record_event(event, received, session.key if session else event.sessionKey,
-                             dedupe_key(event.gatewayId, event))
+    return msgspec.convert({"type": type_, "ts": ts, "gatewayId": "default", **fields}, Event)
 
 
 def states(store: Store) -> dict[tuple[str, str], list[Any]]:
     return {(s.gateway, s.key): s.to_state() for s in store.iter_sessions()}
 
 
-def open_journal(path) -> tuple[Store, Journal]:
-    store = Store()
-    journal = Journal(path, store)
-    journal.open()
+def open_journal(path, faults: Faults | None = None, **options: Any) -> tuple[Store, Journal]:
+    journal = Journal(path, clock=lambda: T0, connection_factory=(faults or Faults()).connection_factory(),
+                      **options)
+    store = Store(tracker=journal.tracker)
+    journal.open(store)
     return store, journal
+
+
+async def send(journal: Journal, events: list[Event], received: int) -> list[Any]:
+    """What ingest does with one request: one record, acknowledged once it is applied."""
+    future = journal.submit(records.events_record(events, received))
+    assert future is not None
+    return await future
 
 
 SCRIPT = [
@@ -68,28 +72,40 @@ SCRIPT = [
 ]
 
 
-async def play(store: Store, journal: Journal, script, start: int) -> None:
-    for i, (type_, fields) in enumerate(script):
-        ingest(store, journal, ev(type_, start + i * 10, **fields), start + i * 10 + 5)
-    await journal.commit()
+async def play(journal: Journal, script, start: int, per_request: int = 3) -> None:
+    events = [(ev(type_, start + i * 10, **fields), start + i * 10 + 5) for i, (type_, fields) in enumerate(script)]
+    for at in range(0, len(events), per_request):
+        chunk = events[at:at + per_request]
+        await send(journal, [e for e, _ in chunk], chunk[-1][1])
+
+
+async def until(condition, timeout: float = 10.0) -> None:
+    loop = asyncio.get_running_loop()
+    ends = loop.time() + timeout
+    while not condition():
+        assert loop.time() < ends, "condition not reached"
+        await asyncio.sleep(0.01)
+
+
+def rows(path, sql: str) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute(sql).fetchall()
 
 
 async def test_restore_rebuilds_the_same_state(tmp_path):
     store, journal = open_journal(tmp_path)
-    await play(store, journal, SCRIPT[:5], T0)
-    await journal.checkpoint(T0, 6 * 3_600_000, 5_000_000)
-    await play(store, journal, SCRIPT[5:], T0 + 1000)
+    await play(journal, SCRIPT[:5], T0)
+    await journal.checkpoint(T0)
+    await play(journal, SCRIPT[5:], T0 + 1000)
     # monitor memory and a recovery, as the monitor and coordinator journal them
     k1 = store.find("default", "k1")
-    store.set_monitor_memory(k1, Attention("session.stuck", "r", "c", None, True, 10, T0), 10, None, None)
-    journal.record_memory(k1)
+    assert await journal.submit(records.memory_record(
+        k1, Attention("session.stuck", "r", "c", None, True, 10, T0), 10, None, None))
     request = {"gatewayId": "default", "sessionKey": "k1", "sessionId": "id1", "ageMs": 10, "queueDepth": 0,
                "expectedState": "idle", "stateGeneration": k1.generation, "reason": "r",
                "activeWorkKind": None, "allowActiveAbort": False, "requestedAt": T0 + 2000}
-    store.set_inflight(k1, request)
-    store.add_recovery(k1, {"kind": "requested", **request})
-    journal.record_requested(k1, request)
-    await journal.commit()
+    assert await journal.submit(records.requested_record(k1, request)) is True
+    assert k1.inflight == request and k1.attention is not None
     expected = states(store)
     gateway = store.gateways["default"].to_state()
     journal.close()
@@ -111,18 +127,32 @@ async def test_restore_rebuilds_the_same_state(tmp_path):
         journal2.close()
 
 
+async def test_one_row_per_request_holds_its_events_and_keys(tmp_path):
+    store, journal = open_journal(tmp_path)
+    try:
+        results = await send(journal, [ev("message.queued", T0, sessionKey="a", source="x", eventId="e1"),
+                                       ev("message.queued", T0, sessionKey="b", source="x", eventId="e1"),
+                                       ev("message.queued", T0, sessionKey="b", source="x")], T0)
+        # the repeat inside the body is found a duplicate when the record is applied
+        assert [r.outcome for r in results] == ["accepted", "duplicate", "accepted"]
+        (kind, dkey), = rows(tmp_path / "journal.db", "SELECT kind, dkey FROM journal")
+        assert kind == records.EVENTS
+        assert records.dedupe_keys(dkey) == [("default", "e1"), ("default", "e1"), None]
+    finally:
+        journal.close()
+
+
 async def test_checkpoint_is_copy_on_write(tmp_path, monkeypatch):
     """Sessions changed while a checkpoint is being written are saved as they were at its start."""
     monkeypatch.setattr(journal_module, "CHECKPOINT_CHUNK", 1)
     monkeypatch.setattr(journal_module, "CHECKPOINT_SLICE_S", 0.0)  # yield after every session
     store, journal = open_journal(tmp_path)
-    script = [("message.queued", {"sessionKey": f"s{i}", "source": "x"}) for i in range(20)]
-    await play(store, journal, script, T0)
-    checkpoint = asyncio.create_task(journal.checkpoint(T0, 6 * 3_600_000, 5_000_000))
+    await play(journal, [("message.queued", {"sessionKey": f"s{i}", "source": "x"}) for i in range(20)], T0)
+    checkpoint = asyncio.create_task(journal.checkpoint(T0))
     await asyncio.sleep(0)  # the checkpoint has started and yielded after one chunk
-    await play(store, journal, [("message.queued", {"sessionKey": f"s{i}", "source": "x"}) for i in range(20)], T0 + 500)
+    await play(journal, [("message.queued", {"sessionKey": f"s{i}", "source": "x"}) for i in range(20)], T0 + 500)
     await checkpoint
-    await play(store, journal, [("session.state", {"sessionKey": "s3", "state": "processing"})], T0 + 900)
+    await play(journal, [("session.state", {"sessionKey": "s3", "state": "processing"})], T0 + 900)
     expected = states(store)
     journal.close()
 
@@ -136,23 +166,20 @@ async def test_checkpoint_is_copy_on_write(tmp_path, monkeypatch):
 
 async def test_evictions_and_completed_recoveries_replay(tmp_path):
     store, journal = open_journal(tmp_path)
-    await play(store, journal, [
+    await play(journal, [
         ("message.queued", {"sessionKey": "gone", "source": "x", "queueDepth": 0}),
         ("message.queued", {"sessionKey": "kept", "source": "x", "queueDepth": 3}),
         ("model.call.started", {"sessionKey": "kept", "provider": "p", "model": "m"}),
     ], T0)
     gone = store.find("default", "gone")
-    journal.record_eviction(gone)
-    store.evict(gone)
+    assert await journal.submit(records.eviction_record("default", [gone])) == [gone]
     kept = store.find("default", "kept")
     request = {"gatewayId": "default", "sessionKey": "kept", "sessionId": None, "queueDepth": 3,
                "expectedState": "idle", "stateGeneration": kept.generation, "requestedAt": T0 + 100}
+    assert await journal.submit(records.requested_record(kept, request))
     outcome = {"status": "released", "action": "release_lane", "released": 3}
-    store.apply_recovery(kept, request, outcome, T0 + 200)
-    entry = {"kind": "completed", **request, "status": "released", "action": "release_lane", "released": 3}
-    store.add_recovery(kept, entry)
-    journal.record_completed(kept, request, outcome, entry, True, T0 + 200)
-    await journal.commit()
+    done = await journal.submit(records.completed_record("default", "kept", request, outcome, T0 + 200))
+    assert done.applied and kept.queue_depth == 0 and kept.inflight is None
     expected = states(store)
     journal.close()
 
@@ -165,13 +192,34 @@ async def test_evictions_and_completed_recoveries_replay(tmp_path):
         journal2.close()
 
 
+async def test_an_eviction_chosen_before_an_event_keeps_the_session(tmp_path):
+    """The record decides when it is applied: an event in between keeps the session, live and on replay."""
+    store, journal = open_journal(tmp_path)
+    await play(journal, [("message.queued", {"sessionKey": "s", "source": "x", "queueDepth": 0})], T0)
+    chosen = store.find("default", "s")
+    eviction = records.eviction_record("default", [chosen])
+    pending = send(journal, [ev("run.progress", T0 + 50, sessionKey="s", reason="late")], T0 + 60)
+    event_first = asyncio.ensure_future(pending)
+    await asyncio.sleep(0)  # the event's record is queued first
+    assert await journal.submit(eviction) == []
+    await event_first
+    assert store.find("default", "s") is chosen
+    journal.close()
+    restored, journal2 = open_journal(tmp_path)
+    try:
+        assert restored.find("default", "s") is not None
+    finally:
+        journal2.close()
+
+
 async def test_recent_events_are_read_back_newest_first(tmp_path):
     store, journal = open_journal(tmp_path)
     try:
-        await play(store, journal, SCRIPT, T0)
+        await play(journal, SCRIPT, T0)
         events = journal.recent_events("default", ["k1", "id1"], limit=3)
         assert [e["type"] for e in events] == ["session.state", "session.stalled", "model.usage"]
-        assert events[0]["receivedAt"] == T0 + 9 * 10 + 5
+        assert events[0]["receivedAt"] == T0 + 9 * 10 + 5 + 10  # the request's receive time
+        assert all(e.get("sessionKey") == "k1" for e in events)
     finally:
         journal.close()
 
@@ -180,7 +228,8 @@ def test_a_second_process_on_the_same_directory_is_refused(tmp_path):
     store, journal = open_journal(tmp_path)
     try:
         with pytest.raises(DataDirLocked, match=str(tmp_path)):
-            Journal(tmp_path, Store()).open()
+            second = Journal(tmp_path)
+            second.open(Store(tracker=second.tracker))
     finally:
         journal.close()
     # released with the owner: the next start works
@@ -189,26 +238,20 @@ def test_a_second_process_on_the_same_directory_is_refused(tmp_path):
 
 
 async def test_compaction_keeps_history_within_retention_and_drops_what_the_checkpoint_covers(tmp_path):
-    import sqlite3
-
     def kinds() -> list[str]:
-        with sqlite3.connect(tmp_path / "journal.db") as conn:
-            return [k for (k,) in conn.execute("SELECT kind FROM journal ORDER BY id")]
+        return [k for (k,) in rows(tmp_path / "journal.db", "SELECT kind FROM journal ORDER BY id")]
 
-    hour = 3_600_000
-    store, journal = open_journal(tmp_path)
-    await play(store, journal, SCRIPT[:3], T0)
-    journal.record_memory(store.find("default", "k1"))
-    await journal.commit()
-    await journal.checkpoint(T0, hour, 5_000_000)
-    assert kinds() == ["E", "E", "E"]  # monitor memory is in the checkpoint; events stay for reads
-    await play(store, journal, SCRIPT[3:5], T0 + 10)
-    await journal.checkpoint(T0 + hour // 2, hour, 5_000_000)
-    assert kinds() == ["E"] * 5
-    await journal.checkpoint(T0 + hour + 1, hour, 5_000_000)  # the first checkpoint left the retention
-    assert kinds() == ["E", "E"]
-    await journal.checkpoint(T0 + hour + 2, hour, 1)  # the row cap
-    assert kinds() == ["E"]
+    store, journal = open_journal(tmp_path, retention_ms=HOUR)
+    await play(journal, SCRIPT[:3], T0)
+    await journal.submit(records.memory_record(store.find("default", "k1"), None, 5, None, None))
+    await journal.checkpoint(T0)
+    # monitor memory is in the checkpoint; the events stay for reads and the dedupe window
+    await until(lambda: kinds() == ["B"])
+    await play(journal, SCRIPT[3:5], T0 + 10)
+    await journal.checkpoint(T0 + HOUR // 2)
+    await until(lambda: kinds() == ["B", "B"])
+    await journal.checkpoint(T0 + HOUR + 1)  # the first checkpoint left the retention
+    await until(lambda: kinds() == ["B"])
     expected = states(store)
     journal.close()
 
@@ -217,3 +260,134 @@ async def test_compaction_keeps_history_within_retention_and_drops_what_the_chec
         assert states(restored) == expected
     finally:
         journal2.close()
+
+
+# -- the protocol under failures (quality.md: "under ANY sequence") ------------------------------
+
+
+async def test_crash_restart_graceful_stop_restart_keeps_everything(tmp_path):
+    """Sessions restored by replay are checkpointed like any other (the first release lost them)."""
+    store, journal = open_journal(tmp_path)
+    await play(journal, [("message.queued", {"sessionKey": "s", "source": "x"})] * 10, T0, per_request=1)
+    expected = states(store)
+    journal.close()  # a crash: no checkpoint
+
+    store, journal = open_journal(tmp_path)
+    assert states(store) == expected
+    await journal.checkpoint(T0 + 1000)  # the graceful stop's final checkpoint
+    journal.close()
+
+    store, journal = open_journal(tmp_path)
+    try:
+        assert states(store) == expected
+        assert store.find("default", "s").queue_depth == 10
+    finally:
+        journal.close()
+
+
+async def test_a_failed_commit_applies_nothing_takes_no_key_and_heals_by_itself(tmp_path):
+    faults = Faults()
+    store, journal = open_journal(tmp_path, faults)
+    try:
+        faults.fail("journal.db")
+        with pytest.raises(JournalError):
+            await send(journal, [ev("message.queued", T0, sessionKey="s", source="x", eventId="e1")], T0)
+        assert store.find("default", "s") is None  # not applied
+        assert not journal.status().ready and journal.status().code == "journal_unavailable"
+        assert journal.status().retry_after_s >= 1
+        faults.heal()
+        await until(lambda: journal.status().ready)  # the writer's probe, no restart
+        results = await send(journal, [ev("message.queued", T0, sessionKey="s", source="x", eventId="e1")], T0)
+        assert [r.outcome for r in results] == ["accepted"]  # the key was never taken
+        assert store.find("default", "s").queue_depth == 1
+    finally:
+        journal.close()
+
+
+async def test_a_retry_racing_a_failing_write_is_not_a_duplicate(tmp_path):
+    """Both copies wait for their own commit; neither is answered "duplicate" for an event never written."""
+    faults = Faults()
+    store, journal = open_journal(tmp_path, faults)
+    event = lambda: ev("message.queued", T0, sessionKey="s", source="x", eventId="e1")  # noqa: E731
+    faults.fail("journal.db")
+    first = asyncio.ensure_future(send(journal, [event()], T0))
+    retry = asyncio.ensure_future(send(journal, [event()], T0 + 1))
+    outcomes = await asyncio.gather(first, retry, return_exceptions=True)
+    assert all(isinstance(o, JournalError) for o in outcomes)
+    faults.heal()
+    await until(lambda: journal.status().ready)
+    assert [r.outcome for r in await send(journal, [event()], T0 + 2)] == ["accepted"]
+    journal.close()
+    restored, journal2 = open_journal(tmp_path)
+    try:
+        assert restored.find("default", "s").queue_depth == 1  # exactly once
+    finally:
+        journal2.close()
+
+
+async def test_a_failed_checkpoint_leaves_the_next_one_everything(tmp_path):
+    faults = Faults()
+    store, journal = open_journal(tmp_path, faults)
+    await play(journal, [("message.queued", {"sessionKey": f"s{i}", "source": "x"}) for i in range(50)], T0)
+    faults.fail("checkpoint.db")
+    with pytest.raises(JournalError):
+        await journal.checkpoint(T0 + 100)
+    assert rows(tmp_path / "checkpoint.db", "SELECT count(*) FROM sessions") == [(0,)]
+    faults.heal()
+    assert await journal.checkpoint(T0 + 200) == 50
+    expected = states(store)
+    journal.close()
+    restored, journal2 = open_journal(tmp_path)
+    try:
+        assert states(restored) == expected
+    finally:
+        journal2.close()
+
+
+async def test_history_past_the_byte_budget_is_emptied_but_never_what_no_checkpoint_covers(tmp_path, monkeypatch):
+    monkeypatch.setattr(journal_module, "BUDGET_CHECK_EVERY_S", 0.0)
+    store, journal = open_journal(tmp_path, max_bytes=1024 * 1024)
+    padding = "x" * 500
+    big = [("message.queued", {"sessionKey": f"s{i % 5}", "source": padding, "eventId": f"e{i}"})
+           for i in range(4_800)]
+    await play(journal, big[:4_000], T0, per_request=40)  # ~2.4 MB of history, over the budget
+    await until(lambda: journal.status().code == "journal_full")  # nothing covered: nothing may go
+    assert rows(tmp_path / "journal.db", "SELECT count(*) FROM journal WHERE body = x''") == [(0,)]
+    await journal.checkpoint(T0 + 90_000)
+    await until(lambda: journal.status().ready)  # covered history can be emptied: accepted again
+    await until(lambda: journal.used_bytes() <= 1024 * 1024)  # and it was
+    (emptied,), = rows(tmp_path / "journal.db", "SELECT count(*) FROM journal WHERE body = x''")
+    assert emptied > 0
+    await play(journal, big[4_000:], T0 + 100_000, per_request=40)
+    expected = states(store)
+    journal.close()
+    restored, journal2 = open_journal(tmp_path, max_bytes=1024 * 1024)
+    try:
+        assert states(restored) == expected
+        # the keys of the emptied rows are kept: re-sent events are still duplicates
+        again = await send(journal2, [ev("message.queued", T0, sessionKey="s0", source="x", eventId="e0")], T0 + 200_000)
+        assert [r.outcome for r in again] == ["duplicate"]
+    finally:
+        journal2.close()
+
+
+async def test_one_gateway_is_forgotten_and_loaded_back_exactly(tmp_path):
+    """Per-gateway load and forget: what a second instance does when a gateway moves to it."""
+    store, journal = open_journal(tmp_path)
+    try:
+        mixed = [ev("message.queued", T0, gatewayId=g, sessionKey=f"{g}:s{i}", source="x", eventId=f"{g}-{i}")
+                 for i in range(3) for g in ("g1", "g2")]
+        await send(journal, mixed, T0)  # one request, two gateways
+        await journal.checkpoint(T0)
+        await send(journal, [ev("session.state", T0 + 50, gatewayId="g1", sessionKey="g1:s0", state="processing"),
+                             ev("message.queued", T0 + 50, gatewayId="g2", sessionKey="g2:s9", source="x")], T0 + 60)
+        before = states(store)
+        assert await journal.forget_gateway("g1") == 3
+        assert "g1" not in store.gateways and store.session_count == 4
+        assert {k for k in states(store)} == {k for k in before if k[0] == "g2"}
+        assert await asyncio.to_thread(journal.load_gateway, "g1") == 3
+        assert states(store) == before
+        assert store.session_count == 7 and store.find("g1", "g1:s0").state == "processing"
+        assert store.find("g1", "g1:s0") in store.candidates
+    finally:
+        journal.close()

@@ -65,7 +65,7 @@ class Harness:
         self.clock = FakeClock(T0)
         self.store = Store()
         self.recorder = CapturingRecorder(self.clock)
-        journal = NullJournal()
+        journal = NullJournal(self.store)
         self.coordinator = RecoveryCoordinator(
             self.store, journal, self.recorder, ObserveExecutor(), now_ms=self.clock.now_ms
         )
