@@ -251,7 +251,7 @@ async def get_session(request: Request, sessionKey: str, gatewayId: str | None =
     gateway_recoveries = list(reversed(session.gateway_recoveries or []))
     keys = {session.key, session.session_key, session.session_id}
     item["recentEvents"] = await asyncio.to_thread(
-        service.journal.recent_events, session.gateway, [k for k in keys if k], RECENT_EVENTS
+        service.journal.recent_events, session.gateway, [k for k in keys if k], session.last_row, RECENT_EVENTS
     )
     item["recoveries"] = recoveries
     item["gatewayRecoveries"] = gateway_recoveries

@@ -51,7 +51,7 @@ from app.store import GatewayInfo, Session, Store
 log = logging.getLogger("openclaw.diagnostics.journal")
 
 GIB = 1 << 30
-TOUCH_SHIFT = 16  # history index row id = record id << 16 | n: deletable by id range
+RECENT_SCAN_ROWS = 1_000  # history rows read back, at most, for one session's recent events
 CHECKPOINT_CHUNK = 2_000  # sessions handed to the checkpoint thread at a time
 CHECKPOINT_SLICE_S = 0.002  # encoding on the loop, between two yields
 APPLY_SLICE_S = 0.002  # applying committed records on the loop, between two yields
@@ -70,8 +70,6 @@ CREATE TABLE IF NOT EXISTS journal (
     dkey BLOB,
     body BLOB
 );
-CREATE TABLE IF NOT EXISTS touch (rid INTEGER PRIMARY KEY, gateway TEXT NOT NULL, session TEXT NOT NULL);
-CREATE INDEX IF NOT EXISTS touch_session ON touch (gateway, session, rid);
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v BLOB);
 DROP INDEX IF EXISTS journal_session_history;
 """
@@ -381,16 +379,9 @@ class Journal:
         self.last_error = str(exc) or type(exc).__name__
 
     def _write(self, conn: sqlite3.Connection, group: list[Record]) -> None:
-        touches = []
-        for record in group:
-            base = record.id << TOUCH_SHIFT
-            touches.extend((base + n, gateway, key)
-                           for n, (gateway, key) in enumerate(record.touches[: 1 << TOUCH_SHIFT]))
         with conn:
             conn.executemany("INSERT INTO journal (id, kind, gateway, session, at, dkey, body) VALUES (?,?,?,?,?,?,?)",
                              [record.row() for record in group])
-            if touches:
-                conn.executemany("INSERT INTO touch (rid, gateway, session) VALUES (?,?,?)", touches)
 
     # -- compaction and the byte budget (writer thread) ------------------------------------------
 
@@ -419,8 +410,6 @@ class Journal:
             upto = min(expired, self._deleted_upto + COMPACT_SLICE_IDS)
             with conn:
                 conn.execute("DELETE FROM journal WHERE id > ? AND id <= ?", (self._deleted_upto, upto))
-                conn.execute("DELETE FROM touch WHERE rid >= ? AND rid < ?",
-                             ((self._deleted_upto + 1) << TOUCH_SHIFT, (upto + 1) << TOUCH_SHIFT))
             self._deleted_upto = upto
             c.purged = max(c.purged, upto)
             c.stripped = max(c.stripped, upto)
@@ -438,8 +427,6 @@ class Journal:
             with conn:
                 conn.execute("UPDATE journal SET body = x'' WHERE id > ? AND id <= ? AND body != x''",
                              (c.stripped, upto))
-                conn.execute("DELETE FROM touch WHERE rid >= ? AND rid < ?",
-                             ((c.stripped + 1) << TOUCH_SHIFT, (upto + 1) << TOUCH_SHIFT))
             c.stripped = upto
             return True
         return False
@@ -566,13 +553,11 @@ class Journal:
             for (body,) in ckpt.execute("SELECT body FROM sessions WHERE gateway = ?", (gateway,)):
                 store.restore_session(Session.from_state(_unpack(body)))
             self._restore_dedupe(conn, upto, gateway)
-            for kind, owner, key, at, body in conn.execute(
-                "SELECT kind, gateway, session, at, body FROM journal WHERE id > ? AND (gateway = ? OR gateway IS NULL) "
-                "ORDER BY id", (upto, gateway),
+            for rid, kind, owner, key, at, body in conn.execute(
+                "SELECT id, kind, gateway, session, at, body FROM journal WHERE id > ? "
+                "AND (gateway = ? OR gateway IS NULL) ORDER BY id", (upto, gateway),
             ):
-                if kind == records.APPLIED_STATE:
-                    continue
-                record = records.from_row(kind, owner, key, at, body)
+                record = records.from_row(rid, kind, owner, key, at, body)
                 if owner is None and record.kind == records.EVENTS:  # a request for several gateways
                     record.payload = [event for event in record.payload if event.gatewayId == gateway]
                 records.apply(store, record)
@@ -593,28 +578,27 @@ class Journal:
 
     # -- reading --------------------------------------------------------------------------
 
-    def recent_events(self, gateway: str, keys: Iterable[str], limit: int = 50) -> list[dict[str, Any]]:
-        """Newest first, read back from the journal (blocking: call from a thread)."""
+    def recent_events(self, gateway: str, keys: Iterable[str], newest_row: int,
+                      limit: int = 50) -> list[dict[str, Any]]:
+        """A session's events, newest first, read back from the history rows at and before the
+        newest one that carried its events (`Session.last_row`), at most RECENT_SCAN_ROWS of them.
+        Blocking: call from a thread."""
         wanted = {k for k in keys if k}
-        if not wanted or self._reader is None:
+        if not wanted or self._reader is None or newest_row <= 0:
             return []
-        marks = ",".join("?" * len(wanted))
-        with self._reader_lock:
-            ids = [rid >> TOUCH_SHIFT for (rid,) in self._reader.execute(
-                f"SELECT rid FROM touch WHERE gateway = ? AND session IN ({marks}) ORDER BY rid DESC LIMIT ?",
-                (gateway, *wanted, limit * 2),
-            )]
-            ids = sorted(set(ids), reverse=True)[:limit]
-            rows = self._reader.execute(
-                f"SELECT id, kind, at, body FROM journal WHERE id IN ({','.join('?' * len(ids))}) ORDER BY id DESC",
-                ids,
-            ).fetchall() if ids else []
+        needles = [msgspec.json.encode(key) for key in wanted]  # as the key stands in a body
         events: list[dict[str, Any]] = []
-        for _, kind, at, body in rows:
-            if body:
-                events.extend(reversed(records.history_events(body, kind, at, wanted)))
-            if len(events) >= limit:
-                break
+        with self._reader_lock:
+            rows = self._reader.execute(
+                "SELECT kind, gateway, at, body FROM journal WHERE id <= ? AND kind IN ('B', 'S', 'E') "
+                "ORDER BY id DESC LIMIT ?", (newest_row, RECENT_SCAN_ROWS),
+            )
+            for kind, owner, at, body in rows:
+                if owner not in (None, gateway) or not body or not any(needle in body for needle in needles):
+                    continue
+                events.extend(reversed(records.history_events(body, kind, at, gateway, wanted)))
+                if len(events) >= limit:
+                    break
         return events[:limit]
 
     # -- restore ----------------------------------------------------------------------------
@@ -654,9 +638,8 @@ class Journal:
         for rid, kind, gateway, key, at, body in conn.execute(
             "SELECT id, kind, gateway, session, at, body FROM journal WHERE id > ? ORDER BY id", (upto,)
         ):
-            if kind != records.APPLIED_STATE:
-                records.apply(store, records.from_row(kind, gateway, key, at, body))
-                restored = True
+            records.apply(store, records.from_row(rid, kind, gateway, key, at, body))
+            restored = kind != records.APPLIED_STATE or restored
             self.applied_upto = rid
         return restored
 
@@ -786,7 +769,8 @@ class NullJournal:
     async def forget_gateway(self, gateway: str) -> int:
         return self.store.forget_gateway(gateway)
 
-    def recent_events(self, gateway: str, keys: Iterable[str], limit: int = 50) -> list[dict[str, Any]]:
+    def recent_events(self, gateway: str, keys: Iterable[str], newest_row: int,
+                      limit: int = 50) -> list[dict[str, Any]]:
         return []
 
     def close(self) -> None:

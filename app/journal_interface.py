@@ -55,7 +55,9 @@ class JournalBackend(Protocol):
     async def forget_gateway(self, gateway: str) -> int:
         """Checkpoint, then drop one gateway's sessions from memory (it moved elsewhere)."""
 
-    def recent_events(self, gateway: str, keys: Iterable[str], limit: int = 50) -> list[dict[str, Any]]:
-        """A session's recent events, newest first (blocking: call from a thread)."""
+    def recent_events(self, gateway: str, keys: Iterable[str], newest_row: int,
+                      limit: int = 50) -> list[dict[str, Any]]:
+        """A session's recent events, newest first, from its newest journal record
+        (`Session.last_row`) back (blocking: call from a thread)."""
 
     def close(self) -> None: ...

@@ -46,7 +46,6 @@ class Record:
     body: bytes
     payload: Any  # `body` decoded: what `apply` reads
     dkey: bytes | None = None  # EVENTS: the idempotency keys, in event order
-    touches: tuple[tuple[str, str], ...] = ()  # (gateway, sessionKey or sessionId): the history index
     id: int = 0  # set by the journal on append
 
     def row(self) -> tuple[int, str, str | None, str | None, int | None, bytes | None, bytes]:
@@ -60,13 +59,6 @@ def events_record(events: list[Event], received_at: int) -> Record:
     """`events` already carry their gatewayId (ingest fills in the default)."""
     gateways = {event.gatewayId for event in events}
     keys = [dedupe_key(event.gatewayId or "", event) for event in events]
-    touches: dict[tuple[str, str], None] = {}
-    for event in events:
-        gateway = event.gatewayId or ""
-        if event.sessionKey is not None:
-            touches[(gateway, event.sessionKey)] = None
-        if event.sessionId is not None:
-            touches[(gateway, event.sessionId)] = None
     return Record(
         EVENTS,
         gateways.pop() if len(gateways) == 1 else None,
@@ -75,7 +67,6 @@ def events_record(events: list[Event], received_at: int) -> Record:
         msgspec.json.encode(events),
         events,
         _pack(keys) if any(key is not None for key in keys) else None,
-        tuple(touches),
     )
 
 
@@ -105,15 +96,14 @@ def applied_state_record(session: Session, reason: str, at: int) -> Record:
     body = {"type": "session.state", "gatewayId": session.gateway, "sessionKey": session.session_key,
             "sessionId": session.session_id, "state": session.state, "reason": reason,
             "queueDepth": session.queue_depth, "ts": at, "appliedByService": True}
-    touches = tuple((session.gateway, key) for key in {session.key, session.session_key, session.session_id} if key)
-    return Record(APPLIED_STATE, session.gateway, session.key, at, msgspec.json.encode(body), None,
-                  touches=touches)
+    return Record(APPLIED_STATE, session.gateway, session.key, at, msgspec.json.encode(body), None)
 
 
 # -- reading records back (restore) ----------------------------------------------------------
 
 
-def from_row(kind: str, gateway: str | None, session: str | None, at: int | None, body: bytes) -> Record:
+def from_row(row_id: int, kind: str, gateway: str | None, session: str | None, at: int | None,
+             body: bytes) -> Record:
     if kind == EVENTS:
         payload: Any = _events_decoder.decode(body)
     elif kind == LEGACY_EVENT:
@@ -129,18 +119,17 @@ def from_row(kind: str, gateway: str | None, session: str | None, at: int | None
             payload = [None, *payload]
         elif kind == COMPLETED and len(payload) == 5:  # release 0.1: [request, outcome, entry, applied, now]
             payload = [payload[0], payload[1], payload[4]]
-    return Record(kind, gateway, session, at, body, payload)
+    return Record(kind, gateway, session, at, body, payload, id=row_id)
 
 
-def history_events(body: bytes, kind: str, at: int | None, keys: set[str]) -> list[dict[str, Any]]:
-    """The events of one history row that belong to a session known by `keys`, oldest first."""
-    if kind == APPLIED_STATE:
-        items = [msgspec.json.decode(body)]
-    else:
-        items = msgspec.json.decode(body)
-        if kind == LEGACY_EVENT:
-            items = [items]
-        items = [e for e in items if e.get("sessionKey") in keys or e.get("sessionId") in keys]
+def history_events(body: bytes, kind: str, at: int | None, gateway: str, keys: set[str]) -> list[dict[str, Any]]:
+    """The events of one history row that belong to a session of `gateway` known by `keys`,
+    oldest first."""
+    items = msgspec.json.decode(body)
+    if kind != EVENTS:
+        items = [items]
+    items = [e for e in items if e.get("gatewayId") in (gateway, None)
+             and (e.get("sessionKey") in keys or e.get("sessionId") in keys)]
     for item in items:
         item["receivedAt"] = at
     return items
@@ -164,7 +153,12 @@ def apply(store: Store, record: Record) -> Any:
     payload = record.payload
     if kind == EVENTS:
         at = record.at or 0
-        return [store.apply_event(event, at) for event in payload]
+        results = [store.apply_event(event, at) for event in payload]
+        row = record.id
+        for result in results:
+            if result.session is not None:
+                result.session.last_row = row  # where its recent events are read back from
+        return results
     if kind == EVICTED:
         evicted = []
         info = store.gateways.get(record.gateway or "")
@@ -177,9 +171,11 @@ def apply(store: Store, record: Record) -> Any:
                 store.evict(session)
                 evicted.append(session)
         return evicted
-    if kind == APPLIED_STATE:
-        return None
     session = store.find(record.gateway or "", record.session or "") if record.session else None
+    if kind == APPLIED_STATE:
+        if session is not None:
+            session.last_row = record.id
+        return None
     if kind == MEMORY:
         generation, attention, stuck_age, long_age, stalled_at = payload
         # A session event in between cleared the memory this record would set: it stays cleared.

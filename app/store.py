@@ -178,6 +178,9 @@ class Session:
     usage: list[float] | None = None  # input, output, cacheRead, cacheWrite, total, costUsd
     # sessionIds this key was linked to before its current one: they still resolve to it
     former_ids: list[str] | None = None
+    # the newest journal record that carried an event of this session: where its recent events
+    # are read back from (app/journal.py, recent_events)
+    last_row: int = 0
 
     def snapshot(self, now: int) -> ActivitySnapshot:
         return self.activity.snapshot(now) if self.activity else EMPTY_SNAPSHOT
@@ -224,17 +227,18 @@ class Session:
             self.gateway_recoveries,
             self.usage,
             self.former_ids,
+            self.last_row,
         ]
 
     @classmethod
     def from_state(cls, data: list[Any]) -> Session:
         (gateway, key, skey, sid, state, depth, gen, last, activity, runs, lsw, llw, stalled,
-         attention, inflight, recoveries, verdict, grec, usage, former_ids) = data
+         attention, inflight, recoveries, verdict, grec, usage, former_ids, *rest) = data
         return cls(
             _intern(gateway), key, skey, sid, _intern(state), depth, gen, last,
             Activity.from_state(activity) if activity else None, runs, lsw, llw, stalled,
             Attention(*attention) if attention else None, inflight, recoveries, verdict, grec, usage,
-            former_ids,
+            former_ids, rest[0] if rest else 0,  # release 0.1 kept no last_row
         )
 
 
@@ -539,6 +543,7 @@ class Store:
         target.last_activity = max(target.last_activity, orphan.last_activity)
         target.queue_depth = max(target.queue_depth, orphan.queue_depth)
         target.generation = max(target.generation, orphan.generation) + 1
+        target.last_row = max(target.last_row, orphan.last_row)
         target.clear_monitor_memory()
         if orphan.activity is not None:
             if target.activity is None:

@@ -216,7 +216,7 @@ async def test_recent_events_are_read_back_newest_first(tmp_path):
     store, journal = open_journal(tmp_path)
     try:
         await play(journal, SCRIPT, T0)
-        events = journal.recent_events("default", ["k1", "id1"], limit=3)
+        events = journal.recent_events("default", ["k1", "id1"], store.find("default", "k1").last_row, limit=3)
         assert [e["type"] for e in events] == ["session.state", "session.stalled", "model.usage"]
         assert events[0]["receivedAt"] == T0 + 9 * 10 + 5 + 10  # the request's receive time
         assert all(e.get("sessionKey") == "k1" for e in events)
