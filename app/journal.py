@@ -482,13 +482,11 @@ class Journal:
         self._checkpointing = True
         tracker = self.tracker
         upto = self.applied_upto
-        taken, removed = tracker.dirty, tracker.gone
+        # A key removed and then reused holds a session created (so changed) since: it is in
+        # `taken`, and its row is written after the removed keys are deleted.
+        pending, removed = tracker.dirty, tracker.gone
         tracker.dirty, tracker.gone = set(), set()
-        for gateway, key in removed:
-            session = store.find(gateway, key)
-            if session is not None and session.key == key:
-                taken.add(session)  # the key was reused after the removal
-        pending = set(taken)
+        taken = list(pending)  # what this checkpoint must write, should it fail (a list: cheap)
         tracker.pending, tracker.copies = pending, []
         loop = asyncio.get_running_loop()
         io = self._checkpoint_io
@@ -517,7 +515,7 @@ class Journal:
         except BaseException as exc:
             # Nothing of this checkpoint is claimed: what it took is the next one's to write.
             tracker.pending, tracker.copies = None, []
-            tracker.dirty |= {s for s in taken if _is_live(store, s)}
+            tracker.dirty.update(s for s in taken if _is_live(store, s))
             tracker.gone |= removed
             await asyncio.shield(loop.run_in_executor(io, writer.abort))
             self._checkpointing = False

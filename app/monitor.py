@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from app.classifier import AttentionResult, classify_session_attention, is_terminal_progress_reason
+from app.journal_interface import JournalError
 from app.records import Record, eviction_record, memory_record
 from app.settings import Settings
 from app.store import IDLE, PROCESSING, Attention, GatewayInfo, Session, Store
@@ -142,7 +143,6 @@ class Monitor:
         now = self.clock.now_ms() if now is None else now
         begun = time.perf_counter()
         allow_recovery = lag_ms <= LATE_TICK_MS
-        self._evict(now)
         store = self.store
         gateways = store.gateways
         slice_ends = time.perf_counter() + SCAN_SLICE_S
@@ -156,6 +156,8 @@ class Monitor:
         self.ticks += 1
         self.last_tick_at = now
         self.recorder.scan_finished((time.perf_counter() - begun) * 1000, lag_ms)
+        # eviction after the scan, within half a tick: the verdicts never wait for it
+        await self._evict(now, begun + self.config.scan_interval_ms / 2000)
 
     def _visit(self, session: Session, info: GatewayInfo, now: int, allow_recovery: bool) -> None:
         cfg = self.config
@@ -303,41 +305,40 @@ class Monitor:
 
     # -- eviction ---------------------------------------------------------------------------
 
-    def _evict(self, now: int) -> None:
+    async def _evict(self, now: int, until: float) -> None:
+        """TTL and cap eviction after the scan, one slice at a time: each slice's record is
+        committed and applied before the next is chosen, so a wave of evictions never queues
+        ahead of the ingest requests behind it; it stops at `until` (perf_counter) so the
+        tick ends in time, and goes on at the next one."""
         store = self.store
         cfg = self.config
-        ttl = store.evictable(lambda info: info.now(now), cfg.session_idle_ttl_ms, EVICTIONS_PER_TICK)
-        self._submit_evictions(ttl, "ttl")
-        excess = min(store.session_count - len(ttl) - cfg.max_sessions, EVICTIONS_PER_TICK - len(ttl))
-        if excess <= 0:
-            return
-        chosen = set(ttl)
-        victims = [s for s in store.least_recently_active(excess + len(ttl)) if s not in chosen][:excess]
-        self._submit_evictions(victims, "cap")
+        budget = EVICTIONS_PER_TICK
+        while budget > 0 and time.perf_counter() < until:
+            chunk = store.evictable(lambda info: info.now(now), cfg.session_idle_ttl_ms, min(budget, EVICTION_SLICE))
+            if not chunk:
+                break
+            budget -= EVICTION_SLICE
+            await self._evict_slice(chunk, "ttl")
+        excess = min(store.session_count - cfg.max_sessions, budget)
+        if excess > 0 and time.perf_counter() < until:
+            await self._evict_slice(store.least_recently_active(excess), "cap")
 
-    def _submit_evictions(self, sessions: list[Session], reason: str) -> None:
-        """One record per gateway and slice; counted as the records apply (an event in between
-        keeps its session)."""
+    async def _evict_slice(self, sessions: list[Session], reason: str) -> None:
+        """One record per gateway; counted as the records apply (an event in between keeps its
+        session; a record that was not committed evicts nothing)."""
         by_gateway: dict[str, list[Session]] = {}
         for session in sessions:
             by_gateway.setdefault(session.gateway, []).append(session)
         for gateway, chosen in by_gateway.items():
             for start in range(0, len(chosen), EVICTION_SLICE):
                 future = self.journal.submit(eviction_record(gateway, chosen[start:start + EVICTION_SLICE]))
-                if future is not None:
-                    _when_done(future, lambda evicted, r=reason: self.recorder.sessions_evicted(r, len(evicted)))
-
-
-def _when_done(future: asyncio.Future[Any], callback: Callable[[Any], None]) -> None:
-    """Call back with the future's result (now if it is done); a failed record is not counted."""
-    def done(f: asyncio.Future[Any]) -> None:
-        if not f.cancelled() and f.exception() is None:
-            callback(f.result())
-
-    if future.done():
-        done(future)
-    else:
-        future.add_done_callback(done)
+                assert future is not None
+                try:
+                    evicted = await future
+                except JournalError:
+                    return  # chosen again once the journal commits
+                if evicted:
+                    self.recorder.sessions_evicted(reason, len(evicted))
 
 
 def _request(

@@ -905,18 +905,27 @@ class Store:
                 del info.runs[run_id]
         self.removed(info.gateway_id, session.key)
 
-    def evictable(self, now_of: Callable[[GatewayInfo], int], ttl_ms: int, limit: int | None = None) -> list[Session]:
-        """Idle, queue 0, no activity markers, unchanged for ttl_ms (gateway clock).
+    def evictable(self, now_of: Callable[[GatewayInfo], int], ttl_ms: int, limit: int) -> list[Session]:
+        """Idle, queue 0, no activity markers, unchanged for ttl_ms (gateway clock): at most `limit`.
 
         Each gateway's sessions are kept in order of their last event, so this walks only the
-        old end of each map and stops at the first session that is still fresh.
+        old end of each map and stops at the first session that is still fresh, or after
+        `limit` visits. Every session it visits is moved behind the fresh ones: one that may not
+        go (work queued, a recovery in flight) is not visited again until newer traffic has
+        passed it, and one chosen is not chosen twice while its eviction is being committed.
+        So a walk costs what it visits, never what stays.
         """
-        found = []
+        found: list[Session] = []
+        visits = 0
         for info in self.gateways.values():
             horizon = now_of(info) - ttl_ms
-            for session in info.sessions.values():
-                if session.touched_at() >= horizon:
+            sessions = info.sessions
+            visited = []
+            for session in sessions.values():
+                if session.touched_at() >= horizon or visits >= limit:
                     break
+                visits += 1
+                visited.append(session)
                 if (
                     session.state == IDLE
                     and session.queue_depth == 0
@@ -924,8 +933,10 @@ class Store:
                     and (session.activity is None or not session.activity.has_markers())
                 ):
                     found.append(session)
-                    if limit is not None and len(found) >= limit:
-                        return found
+            for session in visited:
+                sessions[session.key] = sessions.pop(session.key)
+            if visits >= limit:
+                break
         return found
 
     def least_recently_active(self, count: int) -> list[Session]:

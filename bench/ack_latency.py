@@ -1,7 +1,7 @@
 """Acknowledgement latency while the journal does its heaviest work (docs/durability.md).
 
-A real service is filled with SESSIONS idle sessions (one `message.queued` each, in bodies of
-1,000 events); then the paced single-event client (bench/paced_client.py, open loop: a stall is
+A real service is filled with SESSIONS idle sessions (one `session.state` idle each, in bodies
+of 1,000 events); then the paced single-event client (bench/paced_client.py, open loop: a stall is
 charged to every request queued behind it) measures the p99 time to a 202 over two windows:
 
 - `p99_ack_checkpoint_ms`: spanning the first checkpoint after the fill, which writes every one
@@ -46,8 +46,8 @@ def _fill(port: int, sessions: int, tag: str) -> float:
         for start in range(0, sessions, FILL_BODY):
             ts = time.time_ns() // 1_000_000
             body = "[" + ",".join(
-                f'{{"type":"message.queued","gatewayId":"gw-{n % 8}","sessionKey":"fill:{tag}:{n}",'
-                f'"source":"bench","eventId":"{tag}-{n}","ts":{ts}}}'
+                f'{{"type":"session.state","gatewayId":"gw-{n % 8}","sessionKey":"fill:{tag}:{n}",'
+                f'"state":"idle","queueDepth":0,"eventId":"{tag}-{n}","ts":{ts}}}'
                 for n in range(start, min(sessions, start + FILL_BODY))
             ) + "]"
             response = client.post("/v1/events", content=body)
@@ -58,7 +58,7 @@ def _fill(port: int, sessions: int, tag: str) -> float:
 
 def run(sessions: int, figures: dict[str, float]) -> None:
     tag = f"a{int(time.time())}"
-    fill_estimate_s = sessions / 40_000
+    fill_estimate_s = sessions / 20_000
     ttl_ms = int((fill_estimate_s + 25) * 1000)
     env = {
         "OPENCLAW_DIAG_CHECKPOINT_INTERVAL_MS": str(CHECKPOINT_MS),

@@ -352,3 +352,22 @@ def test_a_run_id_belongs_to_the_session_that_claimed_it_last(store):
     apply(store, "run.completed", T0 + 1, sessionKey="a", runId="run-x")
     assert "run-x" not in (session(store, "b").runs or {})
     assert store.gateways["default"].runs["run-x"] == "a"
+
+
+def test_an_eviction_walk_costs_what_it_evicts_not_what_stays():
+    """Old sessions that may not go (work queued) are walked once, then moved behind the fresh."""
+    store = Store()
+    for i in range(1_000):  # old, idle, one message queued: not evictable
+        apply(store, "message.queued", T0 + i, received=T0 + i, sessionKey=f"queued{i}", source="x")
+    apply(store, "session.state", T0 + 2_000, received=T0 + 2_000, sessionKey="gone", state="idle", queueDepth=0)
+    apply(store, "session.state", T0 + 9_000, received=T0 + 9_000, sessionKey="fresh", state="idle")
+    now = lambda info: T0 + 10_000  # noqa: E731
+    assert [s.key for s in store.evictable(now, 5_000, limit=10_000)] == ["gone"]
+    # every visited session now sits behind the fresh one: the next walk stops at it at once
+    order = list(store.gateways["default"].sessions)
+    assert order == ["fresh", *[f"queued{i}" for i in range(1_000)], "gone"]
+    # at most `limit` sessions are visited per walk: later, with everything old, round-robin
+    found = store.evictable(lambda info: T0 + 100_000, 5_000, limit=10)
+    assert [s.key for s in found] == ["fresh"]
+    order = list(store.gateways["default"].sessions)
+    assert order[0] == "queued9" and order[-10:] == ["fresh", *[f"queued{i}" for i in range(9)]]
