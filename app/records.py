@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from app.events import Event
-from app.store import Attention, RecoveryCompletion, Session, Store, dedupe_key
+from app.store import Attention, Session, Store, dedupe_key
 
 # Record kinds, as stored in the journal's `kind` column.
 EVENTS = "B"  # the accepted events of one ingest request, with their idempotency keys
@@ -28,8 +28,6 @@ COMPLETED = "C"  # what the gateway answered to a recovery request
 EVICTED = "X"  # sessions evicted (TTL or the session cap)
 APPLIED_STATE = "S"  # history only: a transition this service applied (a recovery); never replayed
 LEGACY_EVENT = "E"  # one event per row, as release 0.1 wrote them: replayed, never written
-
-HISTORY_KINDS = (EVENTS, APPLIED_STATE)
 
 _pack = msgspec.msgpack.encode
 _unpack = msgspec.msgpack.decode
@@ -191,9 +189,3 @@ def apply(store: Store, record: Record) -> Any:
         return store.complete_recovery(session, request, outcome, now)
     raise ValueError(f"unknown journal record kind {kind!r}")
 
-
-__all__ = [
-    "APPLIED_STATE", "COMPLETED", "EVENTS", "EVICTED", "HISTORY_KINDS", "LEGACY_EVENT", "MEMORY", "REQUESTED",
-    "Record", "RecoveryCompletion", "applied_state_record", "apply", "completed_record", "dedupe_keys",
-    "eviction_record", "events_record", "from_row", "history_events", "memory_record", "requested_record",
-]

@@ -79,6 +79,15 @@ async def play(journal: Journal, script, start: int, per_request: int = 3) -> No
         await send(journal, [e for e, _ in chunk], chunk[-1][1])
 
 
+def assert_restores(path, expected: dict[tuple[str, str], list[Any]]) -> None:
+    """A fresh store on the same files holds exactly `expected`."""
+    restored, journal = open_journal(path)
+    try:
+        assert states(restored) == expected
+    finally:
+        journal.close()
+
+
 async def until(condition, timeout: float = 10.0) -> None:
     loop = asyncio.get_running_loop()
     ends = loop.time() + timeout
@@ -255,11 +264,7 @@ async def test_compaction_keeps_history_within_retention_and_drops_what_the_chec
     expected = states(store)
     journal.close()
 
-    restored, journal2 = open_journal(tmp_path)
-    try:
-        assert states(restored) == expected
-    finally:
-        journal2.close()
+    assert_restores(tmp_path, expected)
 
 
 # -- the protocol under failures (quality.md: "under ANY sequence") ------------------------------
@@ -337,11 +342,7 @@ async def test_a_failed_checkpoint_leaves_the_next_one_everything(tmp_path):
     assert await journal.checkpoint(T0 + 200) == 50
     expected = states(store)
     journal.close()
-    restored, journal2 = open_journal(tmp_path)
-    try:
-        assert states(restored) == expected
-    finally:
-        journal2.close()
+    assert_restores(tmp_path, expected)
 
 
 async def test_history_past_the_byte_budget_is_emptied_but_never_what_no_checkpoint_covers(tmp_path, monkeypatch):
@@ -391,3 +392,45 @@ async def test_one_gateway_is_forgotten_and_loaded_back_exactly(tmp_path):
         assert store.find("g1", "g1:s0") in store.candidates
     finally:
         journal.close()
+
+
+async def test_a_data_directory_of_release_0_1_is_read_and_moved_to_the_checkpoint_file(tmp_path):
+    """0.1 kept its checkpoint inside journal.db and one event per row; both are read as they are."""
+    legacy = Store()
+    legacy.apply_event(ev("session.state", T0, sessionKey="old", state="processing", eventId="o1"), T0)
+    session = legacy.find("default", "old")
+    pack = msgspec.msgpack.encode
+    with sqlite3.connect(tmp_path / "journal.db") as conn:
+        conn.executescript(
+            "CREATE TABLE journal (id INTEGER PRIMARY KEY, kind TEXT NOT NULL, gateway TEXT, session TEXT,"
+            " at INTEGER, dkey BLOB, body BLOB);"
+            "CREATE TABLE sessions (gateway TEXT NOT NULL, key TEXT NOT NULL, body BLOB NOT NULL,"
+            " PRIMARY KEY (gateway, key)) WITHOUT ROWID;"
+            "CREATE TABLE meta (k TEXT PRIMARY KEY, v BLOB);")
+        conn.execute("INSERT INTO sessions VALUES ('default', 'old', ?)", (pack(session.to_state()[:-1]),))
+        conn.executemany("INSERT INTO meta VALUES (?, ?)", [
+            ("checkpoint", 1), ("gateways", pack([legacy.gateways["default"].to_state()])),
+            ("checkpoints", pack([[1, T0]]))])
+        conn.execute("INSERT INTO journal VALUES (1, 'E', 'default', 'old', ?, ?, ?)",
+                     (T0, pack(["default", "o1"]), msgspec.json.encode(ev("session.state", T0, sessionKey="old",
+                                                                              state="processing", eventId="o1"))))
+        tail = ev("message.queued", T0 + 10, sessionKey="old", source="x", eventId="o2")
+        conn.execute("INSERT INTO journal VALUES (2, 'E', 'default', 'old', ?, ?, ?)",
+                     (T0 + 10, pack(["default", "o2"]), msgspec.json.encode(tail)))
+        conn.execute("INSERT INTO journal VALUES (3, 'M', 'default', 'old', NULL, NULL, ?)",
+                     (pack([None, 7, None, None]),))
+    store, journal = open_journal(tmp_path)
+    try:
+        old = store.find("default", "old")
+        assert old.state == "processing" and old.queue_depth == 1 and old.last_stuck_warn_age == 7
+        assert [r.outcome for r in await send(journal, [ev("session.state", T0, sessionKey="old", state="idle",
+                                                              eventId="o1")], T0 + 20)] == ["duplicate"]
+        assert await journal.checkpoint(T0 + 30) == 1  # the first checkpoint moves it to checkpoint.db
+    finally:
+        journal.close()
+    restored, journal2 = open_journal(tmp_path)
+    try:
+        assert restored.find("default", "old").queue_depth == 1
+        assert rows(tmp_path / "checkpoint.db", "SELECT count(*) FROM sessions") == [(1,)]
+    finally:
+        journal2.close()
