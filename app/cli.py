@@ -21,6 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from app.settings import ENV_PREFIX, Settings, SettingsError, load_settings
+from app.tokens import parse_tokens
 
 app = typer.Typer(
     name="openclaw-diagnostics",
@@ -369,15 +370,15 @@ def default_url() -> str:
 
 
 def token_from_env() -> str | None:
-    """OPENCLAW_DIAG_TOKEN, else the first of OPENCLAW_DIAG_INGEST_TOKENS (its `=gateway` binding removed)."""
+    """OPENCLAW_DIAG_TOKEN, else the first of OPENCLAW_DIAG_INGEST_TOKENS (its name and binding removed)."""
     token = os.environ.get(f"{ENV_PREFIX}TOKEN", "").strip()
     if token:
         return token
-    for item in os.environ.get(f"{ENV_PREFIX}INGEST_TOKENS", "").split(","):
-        item = item.strip()
-        if item:
-            return item.partition("=")[0].strip() or None
-    return None
+    try:
+        entries = parse_tokens(os.environ.get(f"{ENV_PREFIX}INGEST_TOKENS", ""))
+    except ValueError:
+        return None  # the service refuses that list too; `check-config` says why
+    return entries[0].token if entries else None
 
 
 def _recovery_cell(item: dict[str, Any]) -> str:

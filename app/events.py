@@ -208,7 +208,20 @@ class BodyError(Exception):
     """The body as a whole cannot be parsed (400)."""
 
 
+class TooManyEvents(Exception):
+    """The body holds more events than a request may (413); found before decoding them."""
+
+    def __init__(self, count: int) -> None:
+        super().__init__(count)
+        self.count = count
+
+
+# The shortest event, `{"type":"x"}`, and its separator: a body shorter than this many bytes per
+# allowed event cannot hold too many, and skips the count.
+_MIN_EVENT_BYTES = 13
+
 _batch_decoder = msgspec.json.Decoder(list[Event] | Event)
+_raw_items = msgspec.json.Decoder(list[msgspec.Raw])
 _event_decoder = msgspec.json.Decoder(Event)
 _loc_re = re.compile(r" - at `\$((?:\[\d+\])?)((?:\.[A-Za-z0-9_]+|\[\d+\])*)`$")
 
@@ -316,10 +329,18 @@ def _collect(decoded: Decoded, index: int, result: Event | Rejection) -> None:
         decoded.events.append((index, result))
 
 
-def decode_json(body: bytes) -> Decoded:
-    """A single event object or a JSON array of them."""
+def decode_json(body: bytes, max_events: int | None = None) -> Decoded:
+    """A single event object or a JSON array of them (at most `max_events`)."""
     if not body.strip():
         raise BodyError("the body is empty: send an event, an array of events, or NDJSON")
+    if max_events is not None and len(body) > _MIN_EVENT_BYTES * max_events and body.lstrip()[:1] == b"[":
+        # Count the items without building them: a small gzip body can inflate to millions.
+        try:
+            count = len(_raw_items.decode(body))
+        except (msgspec.DecodeError, RecursionError) as exc:
+            raise BodyError(_describe_decode_error(exc, body)) from None
+        if count > max_events:
+            raise TooManyEvents(count)
     decoded = Decoded()
     try:
         parsed = _batch_decoder.decode(body)
@@ -365,9 +386,11 @@ def split_ndjson(body: bytes) -> list[tuple[int, bytes]]:
     return [(i, line) for i, line in enumerate(body.split(b"\n")) if line.strip()]
 
 
-def decode_ndjson(body: bytes) -> Decoded:
+def decode_ndjson(body: bytes, max_events: int | None = None) -> Decoded:
     decoded = Decoded()
     lines = split_ndjson(body)
+    if max_events is not None and len(lines) > max_events:
+        raise TooManyEvents(len(lines))
     decoded.total = len(lines)
     for index, line in lines:
         try:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from app.events import BodyError, Decoded, Event, Rejection, decode_json, decode_ndjson
+from app.events import BodyError, Decoded, Event, Rejection, TooManyEvents, decode_json, decode_ndjson
 from app.journal_interface import JournalError, JournalStatus
 from app.records import events_record
 from app.store import ACCEPTED, DUPLICATE, IGNORED, REJECTED, DEFAULT_GATEWAY, ApplyResult, dedupe_key
@@ -26,7 +26,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("openclaw.diagnostics.ingest")
 
 INGEST_PATH = "/v1/events"
-_JSON_TYPES = frozenset({b"application/json", b"text/json", b""})
+# No Content-Type is no JSON: a browser sends such bodies cross-site without asking (a "simple
+# request"), so accepting them would let any web page write events.
+_JSON_TYPES = frozenset({b"application/json", b"text/json"})
 _NDJSON_TYPES = frozenset({b"application/x-ndjson", b"application/ndjson", b"application/jsonl",
                            b"application/x-jsonlines"})
 
@@ -44,18 +46,20 @@ def error_body(code: str, message: str, details: list[dict[str, Any]]) -> dict[s
     return {"error": {"code": code, "message": message, "details": details}}
 
 
-def authorize(tokens: dict[str, str | None], header: bytes | None) -> tuple[bool, str | None]:
-    """Constant-time check of `Authorization: Bearer <token>`; returns (ok, bound gateway)."""
+def authorize(tokens: dict[str, frozenset[str] | None], header: bytes | None) -> tuple[bool, frozenset[str] | None]:
+    """Constant-time check of `Authorization: Bearer <token>`; returns (ok, the gateways it is bound to)."""
     if not tokens:
         return True, None
     if not header or not header[:7].lower() == b"bearer ":
         return False, None
     offered = header[7:].strip()
-    match: str | None = None
+    if not offered:
+        return False, None
+    match: frozenset[str] | None = None
     ok = False
-    for token, gateway in tokens.items():
+    for token, gateways in tokens.items():
         if hmac.compare_digest(offered, token.encode()):
-            ok, match = True, gateway
+            ok, match = True, gateways
     return ok, match
 
 
@@ -127,7 +131,9 @@ def _gunzip(data: bytes, limit: int) -> bytes:
 async def ingest(service: Service, scope: dict[str, Any], receive: Any) -> tuple[int, dict[str, Any]]:
     settings = service.settings
     headers = _headers(scope)
-    ok, bound_gateway = authorize(service.tokens, headers.get(b"authorization"))
+    ok, bound = authorize(service.tokens, headers.get(b"authorization"))
+    # where a rejected event is counted when it names no gateway: the token's only one, if any
+    home = next(iter(bound)) if bound is not None and len(bound) == 1 else None
     if not ok:
         raise ClientError(401, "unauthorized", "a valid bearer token is required",
                           headers=[(b"www-authenticate", b"Bearer")])
@@ -141,7 +147,7 @@ async def ingest(service: Service, scope: dict[str, Any], receive: Any) -> tuple
         decode = decode_json
     else:
         raise ClientError(415, "unsupported_media_type",
-                          "send application/json (an event or an array) or application/x-ndjson")
+                          "send Content-Type: application/json (an event or an array) or application/x-ndjson")
     encoding = headers.get(b"content-encoding", b"identity").strip().lower()
     if encoding not in (b"identity", b"gzip", b""):
         raise ClientError(415, "unsupported_media_type", "Content-Encoding must be gzip or identity")
@@ -153,18 +159,21 @@ async def ingest(service: Service, scope: dict[str, Any], receive: Any) -> tuple
     if encoding == b"gzip":
         body = _gunzip(body, limit)
     try:
-        decoded = decode(body)
+        decoded = decode(body, settings.max_batch_events)
     except BodyError as exc:
         raise ClientError(400, "invalid_json", f"the body cannot be parsed: {exc}") from None
-    if decoded.total > settings.max_batch_events:
+    except TooManyEvents as exc:
+        raise ClientError(413, "batch_too_large",
+                          f"{exc.count} events; at most {settings.max_batch_events} (OPENCLAW_DIAG_MAX_BATCH_EVENTS)") from None
+    if decoded.total > settings.max_batch_events:  # a body below the counting threshold
         raise ClientError(413, "batch_too_large",
                           f"{decoded.total} events; at most {settings.max_batch_events} (OPENCLAW_DIAG_MAX_BATCH_EVENTS)")
-    bind_gateways(decoded, bound_gateway)
+    bind_gateways(decoded, bound)
     if decoded.total and not decoded.events:
-        service.recorder.events_counted(_rejected_counts(decoded, bound_gateway))
+        service.recorder.events_counted(_rejected_counts(decoded, home))
         details = [error for rejection in decoded.rejected for error in rejection.errors]
         raise ClientError(422, "validation_failed", f"all {decoded.total} events were rejected", details)
-    counts = await apply_events(service, decoded, bound_gateway)
+    counts = await apply_events(service, decoded, home)
     return 202, {
         "accepted": counts[ACCEPTED],
         "duplicates": counts[DUPLICATE],
@@ -173,19 +182,22 @@ async def ingest(service: Service, scope: dict[str, Any], receive: Any) -> tuple
     }
 
 
-def bind_gateways(decoded: Decoded, bound_gateway: str | None) -> None:
-    """Events sent with a gateway-bound token belong to that gateway; naming another is an error."""
-    if bound_gateway is None:
+def bind_gateways(decoded: Decoded, bound: frozenset[str] | None) -> None:
+    """Events sent with a gateway-bound token belong to its gateways: one without a gatewayId gets
+    the token's only gateway; naming another gateway (or none, for a token bound to several) is
+    an error."""
+    if bound is None:
         return
+    only = next(iter(bound)) if len(bound) == 1 else None
     kept = []
     for index, event in decoded.events:
-        if event.gatewayId is None:
-            event.gatewayId = bound_gateway
-        elif event.gatewayId != bound_gateway:
-            decoded.rejected.append(Rejection(index, [{
-                "loc": ["body", index, "gatewayId"],
-                "msg": f"the token is bound to gateway {bound_gateway}",
-            }], event.type, bound_gateway))
+        if event.gatewayId is None and only is not None:
+            event.gatewayId = only
+        elif event.gatewayId not in bound:
+            message = (f"the token is bound to gateway {only}" if only is not None else
+                       f"the token is bound to gateways {', '.join(sorted(bound))}: name one of them")
+            decoded.rejected.append(Rejection(index, [{"loc": ["body", index, "gatewayId"], "msg": message}],
+                                              event.type, only))
             continue
         kept.append((index, event))
     decoded.events = kept
@@ -205,7 +217,7 @@ def _rejected_counts(decoded: Decoded, gateway: str | None) -> Counter[tuple[str
     )
 
 
-async def apply_events(service: Service, decoded: Decoded, bound_gateway: str | None) -> dict[str, int]:
+async def apply_events(service: Service, decoded: Decoded, home: str | None) -> dict[str, int]:
     """Journal the valid events as one record, and once it is committed and applied, feed
     telemetry. Returns outcome counts.
 
@@ -249,7 +261,7 @@ async def apply_events(service: Service, decoded: Decoded, bound_gateway: str | 
             recorder.forwarder_dropped(gateway, result.forwarder_dropped)
         recorder.event_applied(event, gateway)
     if decoded.rejected:
-        for counted, count in _rejected_counts(decoded, bound_gateway).items():
+        for counted, count in _rejected_counts(decoded, home).items():
             per_type[counted] = per_type.get(counted, 0) + count
     recorder.events_counted(per_type)
     outcomes = dict.fromkeys((ACCEPTED, DUPLICATE, IGNORED, REJECTED), 0)

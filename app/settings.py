@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.tokens import parse_tokens
+
 ENV_PREFIX = "OPENCLAW_DIAG_"
 
 
@@ -81,6 +83,12 @@ class Settings(BaseSettings):
             raise ValueError("must be >= 0")
         return number
 
+    @field_validator("ingest_tokens")
+    @classmethod
+    def _parse_tokens(cls, value: str) -> str:
+        parse_tokens(value)  # an empty token is an error naming the variable
+        return value
+
     @model_validator(mode="after")
     def _webhook_needs_url(self) -> Settings:
         if self.recovery_mode == "webhook" and not self.recovery_webhook_url:
@@ -97,16 +105,9 @@ class Settings(BaseSettings):
             return max(300_000, 3 * self.warn_ms)
         return max(self.warn_ms, self.stuck_session_abort_ms)
 
-    def tokens(self) -> dict[str, str | None]:
-        """Token -> the gateway it is bound to (None: any gateway)."""
-        bound: dict[str, str | None] = {}
-        for item in self.ingest_tokens.split(","):
-            item = item.strip()
-            if not item:
-                continue
-            token, _, gateway = item.partition("=")
-            bound[token.strip()] = gateway.strip() or None
-        return bound
+    def tokens(self) -> dict[str, frozenset[str] | None]:
+        """Ingest token -> the gateways it is bound to (None: any gateway)."""
+        return {entry.token: entry.gateways for entry in parse_tokens(self.ingest_tokens)}
 
 
 def _floored(value: object) -> int:

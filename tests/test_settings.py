@@ -55,7 +55,7 @@ def test_webhook_mode_needs_a_url(monkeypatch):
 
 def test_tokens_may_be_bound_to_a_gateway(monkeypatch):
     monkeypatch.setenv("OPENCLAW_DIAG_INGEST_TOKENS", "alpha, beta=gw-2 ,")
-    assert load_settings().tokens() == {"alpha": None, "beta": "gw-2"}
+    assert load_settings().tokens() == {"alpha": None, "beta": frozenset({"gw-2"})}
 
 
 def test_every_setting_is_documented_in_the_readme():

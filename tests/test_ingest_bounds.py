@@ -1,0 +1,80 @@
+"""Work per request is bounded before it is done (issue 12): a small body that inflates to a huge
+batch is refused after counting its items, before any event is built or checked.
+
+In-process: the real app through Starlette's TestClient, and the decoder directly; the bound is
+shown by counting the work done (events checked), never by timing it.
+"""
+
+from __future__ import annotations
+
+import gzip
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app import events as events_module
+from app.events import TooManyEvents, decode_json, decode_ndjson
+from app.main import create_app
+from app.settings import Settings
+
+TINY = b'{"type":"x"}'
+
+
+@pytest.fixture
+def checked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the events `check_event` looks at: the per-event work of a decode."""
+    calls: list[int] = []
+    original = events_module.check_event
+
+    def counting(index, event):
+        calls.append(index)
+        return original(index, event)
+
+    monkeypatch.setattr(events_module, "check_event", counting)
+    return calls
+
+
+def test_an_oversized_array_is_counted_not_decoded(checked: list[int]) -> None:
+    body = b"[" + b",".join([TINY] * 200_000) + b"]"
+    with pytest.raises(TooManyEvents) as refused:
+        decode_json(body, max_events=10_000)
+    assert refused.value.count == 200_000
+    assert checked == []  # not one event was built or checked
+
+
+def test_oversized_ndjson_is_counted_not_decoded(checked: list[int]) -> None:
+    with pytest.raises(TooManyEvents):
+        decode_ndjson(b"\n".join([TINY] * 20_001), max_events=20_000)
+    assert checked == []
+
+
+def test_a_batch_at_the_limit_is_decoded_in_full(checked: list[int]) -> None:
+    body = b"[" + b",".join([TINY] * 10_000) + b"]"
+    assert decode_json(body, max_events=10_000).total == 10_000
+    assert len(checked) == 10_000
+
+
+def test_an_8_kb_gzip_body_of_a_million_events_is_413_with_no_event_built(tmp_path, checked: list[int]) -> None:
+    inflated = b"[" + b",".join([TINY] * 600_000) + b"]"
+    body = gzip.compress(inflated, 9)
+    assert len(body) < 16_384
+    with TestClient(create_app(Settings(data_dir=tmp_path))) as client:
+        response = client.post("/v1/events", content=body,
+                               headers={"content-type": "application/json", "content-encoding": "gzip"})
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "batch_too_large"
+        assert "600000 events" in response.json()["error"]["message"]
+        assert checked == []
+        # the service goes on serving
+        assert client.post("/v1/events", json={"type": "forwarder.keepalive"}).status_code == 202
+
+
+def test_a_body_without_content_type_is_refused_as_a_browser_could_send_it(tmp_path) -> None:
+    """`fetch`/`sendBeacon` from any web page can POST a body with no Content-Type (no preflight)."""
+    body = b'{"type":"session.state","sessionKey":"cross-site","state":"processing"}'
+    with TestClient(create_app(Settings(data_dir=tmp_path))) as client:
+        response = client.post("/v1/events", content=body)
+        assert response.status_code == 415
+        assert response.json()["error"]["code"] == "unsupported_media_type"
+        assert client.get("/v1/sessions/cross-site").status_code == 404
+        assert client.post("/v1/events", content=body, headers={"content-type": "application/json"}).status_code == 202
