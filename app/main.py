@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app import api, page
+from app.hosts import HEALTH_PROBES, HostAllowList
 from app.ingest import INGEST_PATH, serve_ingest
 from app.journal import Journal
 from app.journal_interface import JournalError
@@ -175,11 +176,25 @@ class DiagnosticsApp(FastAPI):
 
     service: Service  # set by the lifespan; a plain attribute, read on every ingest request
 
+    hosts: HostAllowList  # set by create_app
+
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] == INGEST_PATH:
-            await serve_ingest(self.service, scope, receive, send)
-            return
+        if scope["type"] == "http":
+            # every route but the probes, the ingest fast path included
+            if scope["path"] not in HEALTH_PROBES and not self.hosts.allows(_host_of(scope)):
+                await self.hosts.refuse(send)
+                return
+            if scope["path"] == INGEST_PATH:
+                await serve_ingest(self.service, scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
+
+
+def _host_of(scope: dict[str, Any]) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"host":
+            return value
+    return None
 
 
 def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
@@ -207,6 +222,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         ),
         lifespan=lifespan,
     )
+    app.hosts = HostAllowList(settings.allowed_hosts, settings.host)
     app.include_router(api.router)
     app.include_router(api.health)
     app.include_router(page.router)

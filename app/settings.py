@@ -28,6 +28,10 @@ class Settings(BaseSettings):
         "",
         description="Comma-separated bearer tokens; `token=gatewayId` binds a token to one gateway.",
     )
+    allowed_hosts: str = Field(
+        "", description="Host header values answered (comma-separated, any port); unset: localhost, 127.0.0.1, "
+                        "[::1] and the bind address; * answers every name.",
+    )
     protect_metrics: bool = Field(False, description="Require a token on /healthz, /readyz, /metrics.")
 
     stuck_session_warn_ms: int = Field(120_000, description="Warn threshold (stale_ms).")

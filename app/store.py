@@ -35,6 +35,8 @@ ACCEPTED, DUPLICATE, IGNORED, REJECTED = "accepted", "duplicate", "ignored", "re
 
 DEFAULT_GATEWAY = "default"
 TOMBSTONE_MS = 60_000
+MAX_TOMBSTONES = 10_000  # per gateway
+MAX_RUNS_PER_SESSION = 32
 RUN_MAPPING_GRACE_MS = 60_000
 SKEW_WINDOW_MS = 600_000
 SKEW_BUCKET_MS = 60_000
@@ -389,6 +391,8 @@ class Store:
         self.session_count = 0
         # (gateway, state) -> sessions, kept current so the sessions gauge never walks the map
         self.state_counts: Counter[tuple[str, str]] = Counter()
+        # what a bound dropped to stay within it, by structure (tombstones, run_ids)
+        self.bounded_evictions: Counter[str] = Counter()
         tracker = tracker or _NO_TRACKING
         self.before_change = tracker.before_change
         self.changed = tracker.changed
@@ -580,7 +584,16 @@ class Store:
         info.runs[run_id] = session.key
         if session.runs is None:
             session.runs = {}
-        session.runs[run_id] = expires
+        runs = session.runs
+        runs[run_id] = expires
+        if len(runs) > MAX_RUNS_PER_SESSION:
+            # Bounded, so no event pays for a long history: the oldest ended run goes first, else
+            # the oldest (a gateway runs one or two at a time; dozens open means lost ends).
+            dropped = next((r for r, until in runs.items() if until is not None), next(iter(runs)))
+            del runs[dropped]
+            if info.runs.get(dropped) == session.key:
+                del info.runs[dropped]
+            self.bounded_evictions["run_ids"] += 1
 
     def _rekey_runs(self, info: GatewayInfo, session: Session) -> None:
         for run_id in session.runs or ():
@@ -724,9 +737,16 @@ class Store:
             return
         tombstones = info.tombstones
         tombstones[(session_key, marker)] = ts + TOMBSTONE_MS
-        if len(tombstones) > 10_000:
-            for key in [k for k, expires in tombstones.items() if expires < ts]:
-                del tombstones[key]
+        # Oldest first, O(1) per event: drop from the front what expired, and past the cap the
+        # oldest whatever its expiry (a forwarder that dropped its oldest events makes many ends
+        # without a start; they must not cost every later event a scan).
+        while tombstones:
+            oldest = next(iter(tombstones))
+            if len(tombstones) > MAX_TOMBSTONES:
+                self.bounded_evictions["tombstones"] += 1
+            elif tombstones[oldest] >= ts:
+                break
+            del tombstones[oldest]
 
     def _consume_tombstone(self, info: GatewayInfo, session_key: str, marker: str, ts: int) -> bool:
         expires = info.tombstones.pop((session_key, marker), None)

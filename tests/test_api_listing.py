@@ -30,7 +30,7 @@ def test_pages_visit_every_session_once_in_order(tmp_path, monkeypatch, large_li
     events = [{"type": "forwarder.keepalive", "ts": now, "gatewayId": g} for g in ("a", "b")]
     events += [{"type": "session.state", "sessionKey": f"s{i:02d}", "state": "idle", "gatewayId": "ab"[i % 2],
                 "ts": now} for i in range(30)]
-    with TestClient(create_app(Settings(data_dir=tmp_path))) as client:
+    with TestClient(create_app(Settings(data_dir=tmp_path)), base_url="http://localhost") as client:
         assert client.post("/v1/events", json=events).status_code == 202
         everything = listing(client)
         assert everything == sorted(everything) and len(everything) == 30

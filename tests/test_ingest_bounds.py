@@ -58,7 +58,7 @@ def test_an_8_kb_gzip_body_of_a_million_events_is_413_with_no_event_built(tmp_pa
     inflated = b"[" + b",".join([TINY] * 600_000) + b"]"
     body = gzip.compress(inflated, 9)
     assert len(body) < 16_384
-    with TestClient(create_app(Settings(data_dir=tmp_path))) as client:
+    with TestClient(create_app(Settings(data_dir=tmp_path)), base_url="http://localhost") as client:
         response = client.post("/v1/events", content=body,
                                headers={"content-type": "application/json", "content-encoding": "gzip"})
         assert response.status_code == 413
@@ -72,9 +72,32 @@ def test_an_8_kb_gzip_body_of_a_million_events_is_413_with_no_event_built(tmp_pa
 def test_a_body_without_content_type_is_refused_as_a_browser_could_send_it(tmp_path) -> None:
     """`fetch`/`sendBeacon` from any web page can POST a body with no Content-Type (no preflight)."""
     body = b'{"type":"session.state","sessionKey":"cross-site","state":"processing"}'
-    with TestClient(create_app(Settings(data_dir=tmp_path))) as client:
+    with TestClient(create_app(Settings(data_dir=tmp_path)), base_url="http://localhost") as client:
         response = client.post("/v1/events", content=body)
         assert response.status_code == 415
         assert response.json()["error"]["code"] == "unsupported_media_type"
         assert client.get("/v1/sessions/cross-site").status_code == 404
         assert client.post("/v1/events", content=body, headers={"content-type": "application/json"}).status_code == 202
+
+
+@pytest.mark.parametrize("path", ["/v1/events", "/v1/sessions", "/metrics", "/"])
+def test_a_host_not_on_the_allow_list_is_refused_on_every_route(tmp_path, path: str) -> None:
+    """DNS rebinding: a page on attacker.example reaches 127.0.0.1 under its own name."""
+    with TestClient(create_app(Settings(data_dir=tmp_path)), base_url="http://attacker.example") as client:
+        response = client.post(path, json={"type": "forwarder.keepalive"}) if path == "/v1/events" else client.get(path)
+        assert response.status_code == 400
+        assert response.json()["error"]["code"] == "host_not_allowed"
+        assert client.get("/healthz").status_code == 200  # probes answer whatever the Host
+        assert client.get("/readyz").status_code == 200
+        allowed = client.get(path if path != "/v1/events" else "/v1/sessions", headers={"host": "localhost:8080"})
+        assert allowed.status_code == 200
+
+
+def test_allowed_hosts_as_configured(tmp_path) -> None:
+    settings = Settings(data_dir=tmp_path, allowed_hosts="diag.internal, [::1]")
+    with TestClient(create_app(settings), base_url="http://diag.internal:8080") as client:
+        assert client.get("/v1/sessions").status_code == 200
+        assert client.get("/v1/sessions", headers={"host": "localhost"}).status_code == 400  # not the default any more
+    with TestClient(create_app(Settings(data_dir=tmp_path / "any", allowed_hosts="*")),
+                    base_url="http://anything.example") as client:
+        assert client.get("/v1/sessions").status_code == 200

@@ -44,7 +44,7 @@ def test_the_empty_bearer_token_is_never_valid() -> None:
 
 def test_a_padded_token_authenticates_and_a_bound_one_writes_only_its_gateways(tmp_path) -> None:
     settings = Settings(data_dir=tmp_path, ingest_tokens="abc==,pair:xyz=gw-a|gw-b")
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://localhost") as client:
         padded = {"authorization": "Bearer abc=="}
         assert client.post("/v1/events", json={"type": "forwarder.keepalive"}, headers=padded).status_code == 202
         pair = {"authorization": "Bearer xyz"}

@@ -1,0 +1,56 @@
+"""Every structure a client can grow has a bound (issue 12), so no per-event cost grows with
+accumulated state: ends without a start (tombstones) and run ids per session."""
+
+from __future__ import annotations
+
+import msgspec
+
+from app import store as store_module
+from app.events import Event
+from app.store import MAX_RUNS_PER_SESSION, MAX_TOMBSTONES, Store
+
+T0 = 1_800_000_000_000
+
+
+def ev(type_: str, ts: int, **fields) -> Event:
+    return msgspec.convert({"type": type_, "ts": ts, "gatewayId": "gw", **fields}, Event)
+
+
+def test_ends_without_a_start_are_bounded_oldest_first() -> None:
+    store = Store()
+    for i in range(MAX_TOMBSTONES * 3):  # all within the tombstone's minute: none expires
+        store.apply_event(ev("tool.execution.completed", T0, sessionKey="orphans", toolName="exec",
+                             toolCallId=f"c{i}"), T0)
+    tombstones = store.gateways["gw"].tombstones
+    assert len(tombstones) == MAX_TOMBSTONES
+    assert store.bounded_evictions["tombstones"] == MAX_TOMBSTONES * 2
+    assert next(iter(tombstones))[1].endswith(f"c{MAX_TOMBSTONES * 2}")  # the newest are kept
+    # a late start still finds its end among the kept ones, and consumes it
+    store.apply_event(ev("tool.execution.started", T0, sessionKey="orphans", toolName="exec",
+                         toolCallId=f"c{MAX_TOMBSTONES * 3 - 1}"), T0)
+    assert len(tombstones) == MAX_TOMBSTONES - 1
+
+
+def test_expired_tombstones_leave_from_the_front_without_a_scan() -> None:
+    store = Store()
+    for i in range(100):
+        store.apply_event(ev("tool.execution.completed", T0, sessionKey="s", toolName="x", toolCallId=f"c{i}"), T0)
+    later = T0 + store_module.TOMBSTONE_MS + 1
+    store.apply_event(ev("tool.execution.completed", later, sessionKey="s", toolName="x", toolCallId="late"), later)
+    assert list(store.gateways["gw"].tombstones) == [("s", "s:late")]
+
+
+def test_run_ids_per_session_are_bounded_ended_ones_first() -> None:
+    store = Store()
+    store.apply_event(ev("session.state", T0, sessionKey="many", state="processing"), T0)
+    for i in range(MAX_RUNS_PER_SESSION * 20):
+        store.apply_event(ev("run.started", T0 + i, sessionKey="many", runId=f"r{i}"), T0 + i)
+        if i % 2:
+            store.apply_event(ev("run.completed", T0 + i, runId=f"r{i}"), T0 + i)
+    session = store.find("gw", "many")
+    info = store.gateways["gw"]
+    assert len(session.runs) <= MAX_RUNS_PER_SESSION
+    assert store.bounded_evictions["run_ids"] > 0
+    assert f"r{MAX_RUNS_PER_SESSION * 20 - 1}" in session.runs  # the newest stay
+    assert all(info.runs[run] == "many" for run in session.runs)
+    assert sum(1 for owner in info.runs.values() if owner == "many") == len(session.runs)
