@@ -24,6 +24,7 @@ from app.journal_interface import JournalError
 from app.monitor import Clock, Monitor, MonitorConfig, SystemClock
 from app.recovery import Executor, ObserveExecutor, RecoveryCoordinator, WebhookExecutor
 from app.settings import Settings, load_settings
+from app.webhook_address import AddressBook
 from app.store import GatewayInfo, Store
 from telemetry.record import GatewayStatus, LiveSources, Recorder, SessionCount
 from telemetry.setup import build_recorder
@@ -41,8 +42,10 @@ def recorder_for(settings: Settings) -> Recorder:
 
 def build_executor(settings: Settings) -> Executor:
     if settings.recovery_mode == "webhook":
-        return WebhookExecutor(settings.recovery_webhook_url, settings.recovery_webhook_token,
-                               settings.recovery_timeout_ms)
+        addresses = AddressBook(settings.recovery_webhook_url, settings.recovery_webhook_token,
+                                settings.recovery_webhook_urls, settings.recovery_webhook_tokens,
+                                settings.recovery_gateways)
+        return WebhookExecutor(addresses, settings.recovery_timeout_ms)
     return ObserveExecutor()
 
 

@@ -10,7 +10,6 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Literal, Protocol
-from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -19,8 +18,11 @@ from app.journal_interface import JournalError
 from app.outcomes import SKIPPED_IN_FLIGHT, failed
 from app.records import Record, applied_state_record, completed_record, requested_record
 from app.store import IDLE, RecoveryCompletion, Session, Store
+from app.webhook_address import AddressBook
 
 log = logging.getLogger("openclaw.diagnostics.recovery")
+
+MAX_ANSWER_BYTES = 64 * 1024  # a recovery outcome is a few hundred bytes
 
 class RecoveryOutcome(BaseModel):
     """What a gateway answers to a recovery request (the webhook's 200 body)."""
@@ -64,25 +66,34 @@ class ObserveExecutor:
 
 
 class WebhookExecutor:
-    """POSTs the request to the gateway's recovery webhook; no retry (an abort must not act twice)."""
+    """POSTs the request to the gateway's recovery webhook; no retry (an abort must not act twice).
 
-    def __init__(self, url_template: str, token: str = "", timeout_ms: int = 10_000) -> None:
-        self.url_template = url_template
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._client = httpx.AsyncClient(timeout=timeout_ms / 1000, headers=headers)
+    The address and the secret come from the operator's settings, never from the request
+    (app/webhook_address.py); no redirect is followed; the answer is read up to MAX_ANSWER_BYTES.
+    """
 
-    def url_for(self, gateway_id: str) -> str:
-        return self.url_template.replace("{gatewayId}", quote(gateway_id, safe=""))
+    def __init__(self, addresses: AddressBook, timeout_ms: int = 10_000) -> None:
+        self.addresses = addresses
+        self._client = httpx.AsyncClient(timeout=timeout_ms / 1000, follow_redirects=False)
 
     async def execute(self, request: dict[str, Any]) -> dict[str, Any]:
+        address = self.addresses.address(request["gatewayId"])
+        if address is None:
+            return failed("unsafe_gateway_id")
+        headers = {"Authorization": f"Bearer {address.token}"} if address.token else {}
         try:
-            response = await self._client.post(self.url_for(request["gatewayId"]), json=request)
+            async with self._client.stream("POST", address.url, json=request, headers=headers) as response:
+                if response.status_code != 200:
+                    return failed("exception", f"webhook answered HTTP {response.status_code}")
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_ANSWER_BYTES:
+                        return failed("exception", f"webhook answer larger than {MAX_ANSWER_BYTES} bytes")
         except httpx.HTTPError as exc:
             return failed("exception", f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
-        if response.status_code != 200:
-            return failed("exception", f"webhook answered HTTP {response.status_code}")
         try:
-            outcome = RecoveryOutcome.model_validate_json(response.content)
+            outcome = RecoveryOutcome.model_validate_json(bytes(body))
         except ValidationError as exc:
             return failed("exception", f"invalid webhook outcome: {exc.errors()[0]['msg']}")
         if outcome.action not in _ACTIONS[outcome.status]:

@@ -9,6 +9,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.tokens import parse_tokens
+from app.webhook_address import parse_pairs
 
 ENV_PREFIX = "OPENCLAW_DIAG_"
 
@@ -50,7 +51,12 @@ class Settings(BaseSettings):
 
     recovery_mode: Literal["observe", "webhook"] = Field("observe", description="Recovery executor.")
     recovery_webhook_url: str = Field("", description="URL template; {gatewayId} is replaced.")
-    recovery_webhook_token: str = Field("", description="Bearer token sent to the webhook.")
+    recovery_webhook_token: str = Field("", description="Bearer token sent to the webhook (every gateway).")
+    recovery_webhook_urls: str = Field("", description="Per-gateway webhook addresses: gw=url,...")
+    recovery_webhook_tokens: str = Field("", description="Per-gateway webhook secrets: gw=token,...")
+    recovery_gateways: str = Field(
+        "", description="Gateway ids a template whose host is {gatewayId} may address (comma-separated).",
+    )
     recovery_timeout_ms: int = Field(10_000, ge=100, description="Webhook timeout.")
     recovery_concurrency: int = Field(16, ge=1, description="Recoveries running at once.")
 
@@ -93,10 +99,17 @@ class Settings(BaseSettings):
         parse_tokens(value)  # an empty token is an error naming the variable
         return value
 
+    @field_validator("recovery_webhook_urls", "recovery_webhook_tokens")
+    @classmethod
+    def _parse_pairs(cls, value: str) -> str:
+        parse_pairs(value)
+        return value
+
     @model_validator(mode="after")
     def _webhook_needs_url(self) -> Settings:
-        if self.recovery_mode == "webhook" and not self.recovery_webhook_url:
-            raise ValueError(f"{ENV_PREFIX}RECOVERY_WEBHOOK_URL is required when RECOVERY_MODE=webhook")
+        if self.recovery_mode == "webhook" and not (self.recovery_webhook_url or self.recovery_webhook_urls):
+            raise ValueError(f"{ENV_PREFIX}RECOVERY_WEBHOOK_URL or {ENV_PREFIX}RECOVERY_WEBHOOK_URLS is required "
+                             "when RECOVERY_MODE=webhook")
         return self
 
     @property

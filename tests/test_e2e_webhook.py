@@ -234,10 +234,17 @@ def test_run_started_after_the_request_makes_the_outcome_stale(svc, gateway):
     assert session["activity"]["activeWorkKind"] == "model_call"
 
 
-def test_gateway_id_is_escaped_into_the_url(svc, gateway):
-    odd = "gw/a b"
-    key = "hook:escaped"
+def test_an_unsafe_gateway_id_is_never_put_into_the_url(svc, gateway):
+    """A gateway id comes from the events: one that could leave its path segment (or its DNS
+    label) addresses nobody; the release before escaped it into the path instead."""
+    odd = "gw/../a b"
+    key = "hook:unsafe"
     make_stuck(svc, key, gateway=odd)
-    received = gateway.wait_for_request(key)
-    assert received.path == "/recover/gw%2Fa%20b"
-    assert received.body["gatewayId"] == odd
+
+    def completed() -> list[dict]:
+        response = svc.client.get(f"/v1/sessions/{key}", params={"gatewayId": odd})
+        return recoveries(response.json(), "completed") if response.status_code == 200 else []
+
+    done = wait_until(completed, timeout=10)
+    assert done[0]["status"] == "failed" and done[0]["outcomeReason"] == "unsafe_gateway_id"
+    assert gateway.requests_for(key) == []
