@@ -40,6 +40,8 @@ MAX_RUNS_PER_SESSION = 32
 RUN_MAPPING_GRACE_MS = 60_000
 SKEW_WINDOW_MS = 600_000
 SKEW_BUCKET_MS = 60_000
+KEEPALIVE_SAMPLES = 5  # the skew of a gateway with keepalives: the median of its last five
+FUTURE_TOLERANCE_MS = 5_000  # how far ahead of a keepalive-timed gateway's now an event may be
 DEDUPE_MAX_KEYS = 1_000_000
 DEDUPE_MAX_AGE_MS = 3_600_000
 DEDUPE_BUCKET_MS = 1_000
@@ -261,6 +263,15 @@ class GatewayInfo:
     aliases: dict[str, str] = field(default_factory=dict)  # sessionId -> record key
     runs: dict[str, str] = field(default_factory=dict)  # runId -> record key
     tombstones: dict[tuple[str, str], int] = field(default_factory=dict)  # -> expires (gw clock)
+    # (receive - ts) of the last keepalives, on their raw ts: once a gateway sends keepalives,
+    # its skew is their median and nothing else moves it
+    keepalive_skews: list[int] | None = None
+
+    def observe_keepalive(self, received_at: int, ts: int) -> None:
+        samples = self.keepalive_skews = [*(self.keepalive_skews or ())[-(KEEPALIVE_SAMPLES - 1):],
+                                          received_at - ts]
+        ordered = sorted(samples)
+        self.skew_ms = ordered[len(ordered) // 2]
 
     def observe_skew(self, received_at: int, ts: int) -> None:
         sample = received_at - ts
@@ -288,13 +299,15 @@ class GatewayInfo:
             self.gateway_id, self.first_heard, self.last_heard, self.events_accepted, self.skew_ms,
             self.skew_buckets, self.forwarder_queued, self.forwarder_dropped,
             [[k[0], k[1], v] for k, v in self.tombstones.items()],
+            self.keepalive_skews,
         ]
 
     @classmethod
     def from_state(cls, data: list[Any]) -> GatewayInfo:
-        gid, first, last, accepted, skew, buckets, queued, dropped, tombstones = data
+        gid, first, last, accepted, skew, buckets, queued, dropped, tombstones, *rest = data
         info = cls(_intern(gid), first, last, accepted, skew, buckets, queued, dropped)
         info.tombstones = {(a, b): exp for a, b, exp in tombstones}
+        info.keepalive_skews = rest[0] if rest else None  # release 0.1 kept none
         return info
 
 
@@ -442,16 +455,23 @@ class Store:
             self.dedupe.add(key, received_at)
         info.last_heard = max(info.last_heard, received_at)
         result = ApplyResult(ACCEPTED, dedupe_key=key)
+        kind = event.type
         ts = event.ts
+        if kind == KEEPALIVE_TYPE and ts is not None:
+            info.observe_keepalive(received_at, ts)  # on its raw ts, before any clamp
+        keepalive_clock = info.keepalive_skews is not None
         if ts is None:
             ts = info.now(received_at)
         elif ts > received_at + self.max_clock_skew_ms:
             ts = received_at
             result.clamped = True
-            info.observe_skew(received_at, ts)
-        else:
-            info.observe_skew(received_at, ts)
-        kind = event.type
+        elif keepalive_clock and ts > info.now(received_at) + FUTURE_TOLERANCE_MS:
+            # ahead of what the gateway's own keepalives say its clock reads: it can neither age
+            # the gateway's sessions nor make its next real event look stale
+            ts = info.now(received_at)
+            result.clamped = True
+        if not keepalive_clock and kind in KNOWN_TYPES:
+            info.observe_skew(received_at, ts)  # no keepalives: the freshest known event is the clue
         if kind not in KNOWN_TYPES:
             result.outcome = IGNORED
         elif kind in SESSION_STATE_TYPES:
