@@ -7,6 +7,7 @@ schema is added to the OpenAPI document by hand (app/api.py). Everything a clien
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 import zlib
@@ -95,20 +96,28 @@ def _headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
     return {name: value for name, value in scope["headers"]}
 
 
-async def _read_body(receive: Any, limit: int) -> bytes:
+async def _read_body(receive: Any, limit: int, timeout_ms: int) -> bytes:
+    """The whole body within `timeout_ms`: a client trickling it a byte at a time holds a
+    connection (a file descriptor) for no longer than that."""
     chunks = []
     size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientError(400, "client_disconnected", "the client went away before the body was read")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(limit)
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return b"".join(chunks)
+    try:
+        async with asyncio.timeout(timeout_ms / 1000):
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    raise ClientError(400, "client_disconnected", "the client went away before the body was read")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(limit)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    return b"".join(chunks)
+    except TimeoutError:
+        raise ClientError(408, "request_timeout",
+                          f"the body did not arrive within {timeout_ms} ms (OPENCLAW_DIAG_BODY_TIMEOUT_MS)",
+                          headers=[(b"connection", b"close")]) from None
 
 
 def _too_large(limit: int) -> ClientError:
@@ -155,7 +164,7 @@ async def ingest(service: Service, scope: dict[str, Any], receive: Any) -> tuple
     limit = settings.max_body_bytes
     if length is not None and length.isdigit() and int(length) > limit and encoding != b"gzip":
         raise _too_large(limit)
-    body = await _read_body(receive, limit)
+    body = await _read_body(receive, limit, settings.body_timeout_ms)
     if encoding == b"gzip":
         body = _gunzip(body, limit)
     try:

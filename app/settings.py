@@ -48,6 +48,9 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest body, after decompression.")
     max_batch_events: int = Field(10_000, ge=1, description="Most events in one request.")
+    body_timeout_ms: int = Field(
+        30_000, ge=100, description="An ingest body must arrive within this (slow clients are cut: 408).",
+    )
 
     recovery_mode: Literal["observe", "webhook"] = Field("observe", description="Recovery executor.")
     recovery_webhook_url: str = Field("", description="URL template; {gatewayId} is replaced.")
