@@ -240,8 +240,9 @@ async def apply_events(service: Service, decoded: Decoded, home: str | None) -> 
     now = service.clock.now_ms()
     per_type: dict[tuple[str, str, str], int] = {}  # plain dicts: a Counter costs on the hot path
     fresh: list[Event] = []
+    indexes: list[int] = []
     seen = store.dedupe.seen
-    for _, event in decoded.events:
+    for index, event in decoded.events:
         gateway = event.gatewayId or DEFAULT_GATEWAY
         event.gatewayId = gateway
         key = dedupe_key(gateway, event)
@@ -250,14 +251,22 @@ async def apply_events(service: Service, decoded: Decoded, home: str | None) -> 
             per_type[counted] = per_type.get(counted, 0) + 1
         else:
             fresh.append(event)
+            indexes.append(index)
     results: list[ApplyResult] = []
     if fresh:
         future = service.journal.submit(events_record(fresh, now))
         assert future is not None
         results = await future
-    for event, result in zip(fresh, results):
+    for index, event, result in zip(indexes, fresh, results):
         gateway = event.gatewayId or DEFAULT_GATEWAY
         outcome = result.outcome
+        if outcome == REJECTED:  # refused when applied: the gateway bound (counted with the rest below)
+            decoded.rejected.append(Rejection(index, [{
+                "loc": ["body", index, "gatewayId"],
+                "msg": f"{service.settings.max_gateways} gateways, all with sessions: no room for a new one "
+                       "(OPENCLAW_DIAG_MAX_GATEWAYS)",
+            }], event.type, gateway))
+            continue
         counted = (gateway, event.type, outcome)
         per_type[counted] = per_type.get(counted, 0) + 1
         if outcome != ACCEPTED:

@@ -496,7 +496,8 @@ class Journal:
         expired = max((u for u, at in self._checkpoints if at < horizon), default=0)
         history = [*(entry for entry in self._checkpoints if entry[1] >= horizon), (upto, now)]
         try:
-            gateways = _pack([info.to_state() for info in store.gateways.values()])
+            # least recently heard first: a restore rebuilds the gateway bound's eviction order
+            gateways = _pack([info.to_state() for info in sorted(store.gateways.values(), key=_last_heard)])
             await loop.run_in_executor(io, writer.begin, list(removed))
             while pending or tracker.copies:
                 slice_ends = time.perf_counter() + CHECKPOINT_SLICE_S
@@ -547,7 +548,7 @@ class Journal:
             for state in _unpack(meta["gateways"]) if meta.get("gateways") else ():
                 info = GatewayInfo.from_state(state)
                 if info.gateway_id == gateway:
-                    store.gateways[gateway] = info
+                    store.restore_gateway(info)
             for (body,) in ckpt.execute("SELECT body FROM sessions WHERE gateway = ?", (gateway,)):
                 store.restore_session(Session.from_state(_unpack(body)))
             self._restore_dedupe(conn, upto, gateway)
@@ -619,7 +620,7 @@ class Journal:
         if meta.get("gateways"):
             for state in _unpack(meta["gateways"]):
                 info = GatewayInfo.from_state(state)
-                store.gateways[info.gateway_id] = info
+                store.restore_gateway(info)
             restored = True
         for (body,) in source.execute("SELECT body FROM sessions"):
             session = Session.from_state(_unpack(body))
@@ -700,6 +701,10 @@ class _CheckpointWriter:
                 pass
             _close_quietly(self.conn)
             self.conn = None
+
+
+def _last_heard(info: GatewayInfo) -> int:
+    return info.last_heard
 
 
 def _is_live(store: Store, session: Session) -> bool:

@@ -59,7 +59,8 @@ class Service:
         self.tokens = settings.tokens()
         self.journal = Journal(settings.data_dir, max_bytes=settings.journal_max_bytes,
                                retention_ms=settings.journal_retention_ms, max_rows=settings.journal_max_rows)
-        self.store = Store(max_clock_skew_ms=settings.max_clock_skew_ms, tracker=self.journal.tracker)
+        self.store = Store(max_clock_skew_ms=settings.max_clock_skew_ms, tracker=self.journal.tracker,
+                           max_gateways=settings.max_gateways)
         self.coordinator: RecoveryCoordinator
         self.monitor: Monitor
         self._checkpointer: asyncio.Task[None] | None = None

@@ -43,6 +43,10 @@ class Settings(BaseSettings):
     stalled_report_interval_ms: int = Field(30_000, ge=0, description="Minimum gap between stalled reports.")
     gateway_silence_ms: int = Field(90_000, ge=1_000, description="A gateway quiet this long is silent.")
     session_idle_ttl_ms: int = Field(1_800_000, ge=1_000, description="Idle sessions unchanged this long are evicted.")
+    max_gateways: int = Field(
+        10_000, ge=1, description="Past this, a new gateway evicts the least recently heard one without sessions; "
+                                  "if all have sessions, its events are rejected (gateway_limit).",
+    )
     max_sessions: int = Field(1_000_000, ge=1, description="Past this, the least recently active are evicted.")
     max_clock_skew_ms: int = Field(60_000, ge=0, description="Future ts beyond this is clamped.")
 

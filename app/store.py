@@ -36,6 +36,7 @@ ACCEPTED, DUPLICATE, IGNORED, REJECTED = "accepted", "duplicate", "ignored", "re
 DEFAULT_GATEWAY = "default"
 TOMBSTONE_MS = 60_000
 MAX_TOMBSTONES = 10_000  # per gateway
+MAX_GATEWAYS = 10_000
 MAX_RUNS_PER_SESSION = 32
 RUN_MAPPING_GRACE_MS = 60_000
 SKEW_WINDOW_MS = 600_000
@@ -319,6 +320,7 @@ class ApplyResult:
     stale_state: bool = False
     forwarder_dropped: int = 0
     dedupe_key: tuple[Any, ...] | None = None
+    refused: str | None = None  # REJECTED when applied: why (gateway_limit)
 
 
 @dataclass(slots=True)
@@ -396,9 +398,13 @@ def embedded_marker(event: Event) -> str:
 class Store:
     """All gateways and their sessions, the candidate index and the dedupe window."""
 
-    def __init__(self, *, max_clock_skew_ms: int = 60_000, tracker: ChangeTracker | None = None) -> None:
+    def __init__(self, *, max_clock_skew_ms: int = 60_000, tracker: ChangeTracker | None = None,
+                 max_gateways: int = MAX_GATEWAYS) -> None:
         self.max_clock_skew_ms = max_clock_skew_ms
+        self.max_gateways = max_gateways
         self.gateways: dict[str, GatewayInfo] = {}
+        # gateways with no session, least recently heard first: the ones the bound evicts
+        self._sessionless: dict[str, None] = {}
         self.candidates: set[Session] = set()
         self.dedupe = DedupeWindow()
         self.session_count = 0
@@ -413,12 +419,30 @@ class Store:
 
     # -- lookups ---------------------------------------------------------------------------
 
-    def gateway(self, gateway_id: str, received_at: int) -> GatewayInfo:
+    def gateway(self, gateway_id: str, received_at: int) -> GatewayInfo | None:
+        """The gateway, created if new; None when the bound is reached and every gateway has
+        sessions (a new one is refused rather than an existing one's sessions dropped)."""
         info = self.gateways.get(gateway_id)
         if info is None:
+            if len(self.gateways) >= self.max_gateways:
+                if not self._sessionless:
+                    self.bounded_evictions["gateway_limit"] += 1
+                    return None
+                oldest = next(iter(self._sessionless))
+                del self._sessionless[oldest]
+                del self.gateways[oldest]
+                self.bounded_evictions["gateways"] += 1
             gateway_id = _intern(gateway_id)
             info = self.gateways[gateway_id] = GatewayInfo(gateway_id, received_at, received_at)
+            self._sessionless[gateway_id] = None
+        elif gateway_id in self._sessionless:
+            self._sessionless[gateway_id] = self._sessionless.pop(gateway_id)  # heard: to the back
         return info
+
+    def restore_gateway(self, info: GatewayInfo) -> None:
+        self.gateways[info.gateway_id] = info
+        if not info.sessions:
+            self._sessionless[info.gateway_id] = None
 
     def find(self, gateway_id: str, key: str) -> Session | None:
         info = self.gateways.get(gateway_id)
@@ -447,6 +471,8 @@ class Store:
         """Apply one validated event received at `received_at` (service clock, ms)."""
         gateway_id = event.gatewayId or bound_gateway or DEFAULT_GATEWAY
         info = self.gateway(gateway_id, received_at)
+        if info is None:
+            return ApplyResult(REJECTED, refused="gateway_limit")
         key = dedupe_key(info.gateway_id, event)
         if key is not None and self.dedupe.seen(key, received_at):
             info.last_heard = max(info.last_heard, received_at)
@@ -523,6 +549,7 @@ class Store:
     def _create(self, info: GatewayInfo, key: str, skey: str | None, sid: str | None, ts: int) -> Session:
         session = Session(info.gateway_id, key, skey, sid, IDLE, 0, 0, ts)
         info.sessions[key] = session
+        self._sessionless.pop(info.gateway_id, None)
         if sid is not None and skey is not None:
             info.aliases[sid] = key
         self.session_count += 1
@@ -943,6 +970,8 @@ class Store:
         for run_id in session.runs or ():
             if info.runs.get(run_id) == session.key:
                 del info.runs[run_id]
+        if not info.sessions:
+            self._sessionless[info.gateway_id] = None
         self.removed(info.gateway_id, session.key)
 
     def evictable(self, now_of: Callable[[GatewayInfo], int], ttl_ms: int, limit: int) -> list[Session]:
@@ -997,6 +1026,7 @@ class Store:
     def forget_gateway(self, gateway_id: str) -> int:
         """Drop a gateway and its sessions from memory (not a change: nothing is reported)."""
         info = self.gateways.pop(gateway_id, None)
+        self._sessionless.pop(gateway_id, None)
         if info is None:
             return 0
         for session in info.sessions.values():
@@ -1012,6 +1042,7 @@ class Store:
         if info is None:
             info = self.gateways[session.gateway] = GatewayInfo(session.gateway, 0, 0)
         info.sessions[session.key] = session
+        self._sessionless.pop(session.gateway, None)
         self.session_count += 1
         self.state_counts[(session.gateway, session.state)] += 1
         for former in session.former_ids or ():
