@@ -51,10 +51,23 @@ def token_from(request: Request) -> bytes | None:
     return f"Bearer {cookie}".encode() if cookie else None
 
 
+Scope = frozenset[str] | None  # the gateways a caller may see; None: every gateway
+
+
 def require_token(request: Request) -> None:
-    ok, _ = authorize(service_of(request).tokens, token_from(request))
+    """A token that may read; its gateways become the request's scope (`scope_of`)."""
+    ok, gateways = authorize(service_of(request).reading_tokens, token_from(request))
     if not ok:
         raise ApiError(401, "unauthorized", "a valid bearer token is required")
+    request.state.scope = gateways
+
+
+def scope_of(request: Request) -> Scope:
+    return getattr(request.state, "scope", None)
+
+
+def visible(scope: Scope, gateway: str) -> bool:
+    return scope is None or gateway in scope
 
 
 def require_token_for_health(request: Request) -> None:
@@ -156,16 +169,21 @@ def decode_cursor(cursor: str) -> tuple[int, int, str, str]:
                        [{"loc": ["query", "cursor"], "msg": "not a cursor this service issued"}]) from None
 
 
-def session_pool(service: Service, attention: str | None, gateway_id: str | None) -> list[Session]:
-    """The sessions a listing looks at, copied on the loop (a C-level copy per gateway map)."""
+def session_pool(service: Service, attention: str | None, gateway_id: str | None, scope: Scope) -> list[Session]:
+    """The sessions a listing looks at, copied on the loop (a C-level copy per gateway map); only
+    the gateways the caller may see."""
     store = service.store
+    if gateway_id is not None and not visible(scope, gateway_id):
+        return []
     if attention is not None and attention != "none":
-        return list(store.candidates)  # only considered sessions carry attention
-    if gateway_id is None:
-        infos = list(store.gateways.values())
-    else:
+        return [s for s in store.candidates if visible(scope, s.gateway)]  # only considered ones carry attention
+    if gateway_id is not None:
         info = store.gateways.get(gateway_id)
         infos = [info] if info is not None else []
+    elif scope is None:
+        infos = list(store.gateways.values())
+    else:
+        infos = [info for gateway in scope if (info := store.gateways.get(gateway)) is not None]
     return [session for info in infos for session in list(info.sessions.values())]
 
 
@@ -217,7 +235,7 @@ async def list_sessions(
     service = service_of(request)
     after = decode_cursor(cursor) if cursor else None
     tick_at = service.monitor.last_tick_at or 0
-    pool = session_pool(service, attention, gatewayId)
+    pool = session_pool(service, attention, gatewayId, scope_of(request))
     args = (pool, attention, state, gatewayId, after, limit, tick_at)
     # A million sessions take a second to sort: never on the loop that serves ingest.
     page, total = await asyncio.to_thread(page_of, *args) if len(pool) > LARGE_LISTING else page_of(*args)
@@ -233,10 +251,13 @@ async def list_sessions(
 async def get_session(request: Request, sessionKey: str, gatewayId: str | None = Query(None, max_length=128)) -> dict[str, Any]:
     service = service_of(request)
     store = service.store
+    scope = scope_of(request)
     if gatewayId is not None:
         found = [s for s in [store.find(gatewayId, sessionKey)] if s is not None]
     else:
         found = store.find_all(sessionKey)
+    # another gateway's session is unknown here, exactly like one that does not exist
+    found = [s for s in found if visible(scope, s.gateway)]
     if not found:
         raise ApiError(404, "not_found", f"no session {sessionKey!r}",
                        [{"loc": ["path", "sessionKey"], "msg": "unknown session"}])
@@ -265,9 +286,10 @@ async def attention_summary(request: Request) -> dict[str, Any]:
     by_reason: Counter[str] = Counter()
     per_gateway: dict[str, Counter[str]] = defaultdict(Counter)
     under = []
+    scope = scope_of(request)
     for session in service.store.candidates:
         attention = session.attention
-        if attention is None:
+        if attention is None or not visible(scope, session.gateway):
             continue
         by_type[attention.event_type] += 1
         by_reason[f"{attention.event_type}/{attention.reason}"] += 1
@@ -291,7 +313,10 @@ async def gateways(request: Request) -> dict[str, Any]:
     service = service_of(request)
     now = service.clock.now_ms()
     items = []
+    scope = scope_of(request)
     for info in service.store.gateways.values():
+        if not visible(scope, info.gateway_id):
+            continue
         items.append({
             "gatewayId": info.gateway_id,
             "firstHeardAt": info.first_heard,

@@ -140,10 +140,15 @@ def _gunzip(data: bytes, limit: int) -> bytes:
 async def ingest(service: Service, scope: dict[str, Any], receive: Any) -> tuple[int, dict[str, Any]]:
     settings = service.settings
     headers = _headers(scope)
-    ok, bound = authorize(service.tokens, headers.get(b"authorization"))
+    header = headers.get(b"authorization")
+    # open only when no token of any role is configured
+    ok, bound = (authorize(service.tokens, header) if service.tokens or not service.reading_tokens
+                 else (False, None))
     # where a rejected event is counted when it names no gateway: the token's only one, if any
     home = next(iter(bound)) if bound is not None and len(bound) == 1 else None
     if not ok:
+        if authorize(service.reading_tokens, header)[0]:
+            raise ClientError(403, "forbidden", "this token may read but not send events (OPENCLAW_DIAG_INGEST_TOKENS)")
         raise ClientError(401, "unauthorized", "a valid bearer token is required",
                           headers=[(b"www-authenticate", b"Bearer")])
     journal_status = service.journal.status()

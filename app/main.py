@@ -56,7 +56,8 @@ class Service:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.recorder = recorder or recorder_for(settings)
-        self.tokens = settings.tokens()
+        self.tokens = settings.tokens()  # who may send events
+        self.reading_tokens = settings.reading_tokens()  # who may read, and which gateways
         self.journal = Journal(settings.data_dir, max_bytes=settings.journal_max_bytes,
                                retention_ms=settings.journal_retention_ms, max_rows=settings.journal_max_rows)
         self.store = Store(max_clock_skew_ms=settings.max_clock_skew_ms, tracker=self.journal.tracker,
@@ -207,7 +208,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
 
     @asynccontextmanager
     async def lifespan(app: DiagnosticsApp) -> AsyncIterator[None]:
-        if not settings.ingest_tokens:
+        if not settings.reading_tokens():
             log.warning("no OPENCLAW_DIAG_INGEST_TOKENS: the API is unauthenticated (bind stays on %s)", settings.host)
         service = Service(settings, clock, recorder)
         await service.open()

@@ -93,12 +93,15 @@ def _base(request: Request) -> str:
 
 
 def _authorized(request: Request) -> bool:
-    ok, _ = authorize(_service(request).tokens, api.token_from(request))
-    return ok
+    try:
+        api.require_token(request)  # sets the request's scope: a bound token sees its gateways only
+    except api.ApiError:
+        return False
+    return True
 
 
 def _signed_in_by_cookie(request: Request) -> bool:
-    return bool(_service(request).tokens) and not request.headers.get("authorization") and COOKIE in request.cookies
+    return bool(_service(request).reading_tokens) and not request.headers.get("authorization") and COOKIE in request.cookies
 
 
 def _html(body: str, status: int = 200) -> HTMLResponse:
@@ -119,19 +122,23 @@ def _safe_next(value: str | None) -> str:
 # -- the overview's data -----------------------------------------------------------------------------
 
 
-def overview_state(service: Service) -> dict[str, Any]:
+def overview_state(service: Service, scope: api.Scope = None) -> dict[str, Any]:
     """What the overview shows: counts, the sessions under attention (most severe, oldest first),
-    gateways. Walks only the candidate index, never every session."""
+    gateways — of the gateways the caller may see. Walks only the candidate index, never every
+    session."""
     store = service.store
     settings = service.settings
     now = service.clock.now_ms()
-    under = [s for s in list(store.candidates) if s.attention is not None]
+    under = [s for s in list(store.candidates) if s.attention is not None and api.visible(scope, s.gateway)]
     counts = Counter(SEVERITY_CLASS[s.attention.event_type] for s in under)  # type: ignore[union-attr]
     by_state: Counter[str] = Counter()
-    for (_, state), count in list(store.state_counts.items()):
-        by_state[state] += count
+    for (gateway, state), count in list(store.state_counts.items()):
+        if api.visible(scope, gateway):
+            by_state[state] += count
     gateways = []
     for info in sorted(list(store.gateways.values()), key=lambda g: g.gateway_id):
+        if not api.visible(scope, info.gateway_id):
+            continue
         gateways.append({
             "gatewayId": info.gateway_id,
             "silent": service.is_silent(info, now),
@@ -147,7 +154,7 @@ def overview_state(service: Service) -> dict[str, Any]:
         "counts": {"stuck": counts["stuck"], "stalled": counts["stalled"], "long_running": counts["long"]},
         "underAttention": len(under),
         "items": [api.session_json(service, s) for s in heapq.nsmallest(OVERVIEW_LIMIT, under, key=api.sort_key)],
-        "sessions": {"total": store.session_count, "byState": {k: by_state[k] for k in ("processing", "waiting", "idle")}},
+        "sessions": {"total": sum(by_state.values()), "byState": {k: by_state[k] for k in ("processing", "waiting", "idle")}},
         "gateways": gateways,
         "monitor": {
             "running": bool(monitor and monitor.running),
@@ -307,7 +314,7 @@ def _layout(request: Request, title: str, page: str, body: str, data: dict[str, 
     # The live indicator only on pages the script refreshes; it says "live" once a poll succeeded.
     live = '<span id="live" class="pill">connecting…</span>' if page in ("overview", "session") else ""
     unauth = ""
-    if not _service(request).tokens:
+    if not _service(request).reading_tokens:
         unauth = '<span class="pill warn" title="OPENCLAW_DIAG_INGEST_TOKENS is not set">unauthenticated</span>'
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
@@ -522,13 +529,13 @@ def _login_response(request: Request) -> HTMLResponse:
 async def overview(request: Request) -> Response:
     if not _authorized(request):
         return _login_response(request)
-    return _html(render_overview(request, overview_state(_service(request))))
+    return _html(render_overview(request, overview_state(_service(request), api.scope_of(request))))
 
 
 @router.get("/ui/state.json")
 async def state_json(request: Request) -> Response:
     api.require_token(request)
-    return JSONResponse(overview_state(_service(request)), headers={"Cache-Control": "no-store"})
+    return JSONResponse(overview_state(_service(request), api.scope_of(request)), headers={"Cache-Control": "no-store"})
 
 
 async def _session_item(request: Request, gateway: str | None, key: str) -> dict[str, Any]:
@@ -574,7 +581,7 @@ async def session_json_route(
 @router.post("/ui/login")
 async def login(request: Request) -> Response:
     service = _service(request)
-    if not service.tokens:
+    if not service.reading_tokens:
         return RedirectResponse(f"{_base(request)}/", status_code=303)
     body = b""
     async for chunk in request.stream():
@@ -584,7 +591,7 @@ async def login(request: Request) -> Response:
     form = parse_qs(body.decode("utf-8", errors="replace"), max_num_fields=10)
     token = (form.get("token") or [""])[0].strip()
     next_path = _safe_next((form.get("next") or ["/"])[0])
-    ok, _ = authorize(service.tokens, f"Bearer {token}".encode()) if token else (False, None)
+    ok, _ = authorize(service.reading_tokens, f"Bearer {token}".encode()) if token else (False, None)
     if not ok:
         response = _html(render_login(request, next_path, "That token is not accepted."), 401)
         return response

@@ -33,6 +33,12 @@ class Settings(BaseSettings):
         "", description="Host header values answered (comma-separated, any port); unset: localhost, 127.0.0.1, "
                         "[::1] and the bind address; * answers every name.",
     )
+    read_tokens: str = Field(
+        "", description="Tokens for the read endpoints and the page, as INGEST_TOKENS (name:token=gw1|gw2).",
+    )
+    operator_tokens: str = Field(
+        "", description="Tokens for reading and (with the operator actions) acting, as INGEST_TOKENS.",
+    )
     protect_metrics: bool = Field(False, description="Require a token on /healthz, /readyz, /metrics.")
 
     stuck_session_warn_ms: int = Field(120_000, description="Warn threshold (stale_ms).")
@@ -100,7 +106,7 @@ class Settings(BaseSettings):
             raise ValueError("must be >= 0")
         return number
 
-    @field_validator("ingest_tokens")
+    @field_validator("ingest_tokens", "read_tokens", "operator_tokens")
     @classmethod
     def _parse_tokens(cls, value: str) -> str:
         parse_tokens(value)  # an empty token is an error naming the variable
@@ -132,6 +138,12 @@ class Settings(BaseSettings):
     def tokens(self) -> dict[str, frozenset[str] | None]:
         """Ingest token -> the gateways it is bound to (None: any gateway)."""
         return {entry.token: entry.gateways for entry in parse_tokens(self.ingest_tokens)}
+
+    def reading_tokens(self) -> dict[str, frozenset[str] | None]:
+        """Every token that may read (ingest tokens read what they may write) -> its gateways."""
+        return {entry.token: entry.gateways
+                for text in (self.ingest_tokens, self.read_tokens, self.operator_tokens)
+                for entry in parse_tokens(text)}
 
 
 def _floored(value: object) -> int:
