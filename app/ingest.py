@@ -292,4 +292,5 @@ async def apply_events(service: Service, decoded: Decoded, home: str | None) -> 
         outcomes[outcome] += count
     for gateway in {gateway for gateway, _, _ in per_type}:
         service.check_skew(gateway, now)
+    service.report_bounds()
     return outcomes

@@ -66,6 +66,7 @@ class Service:
         self.monitor: Monitor
         self._checkpointer: asyncio.Task[None] | None = None
         self._skew_warned: dict[str, int] = {}
+        self._bounds_reported: Counter[str] = Counter()
 
     async def open(self) -> None:
         restored = await asyncio.to_thread(self.journal.open, self.store)
@@ -147,6 +148,15 @@ class Service:
         self._skew_warned[gateway_id] = now
         log.warning("gateway %s: clock skew %d ms (events arrive that much later than their ts); "
                     "ages are taken in the gateway's clock", gateway_id, info.skew_ms)
+
+    def report_bounds(self) -> None:
+        """What the store's bounds dropped since the last report, to telemetry."""
+        evictions = self.store.bounded_evictions
+        if evictions == self._bounds_reported:
+            return
+        for structure, count in evictions.items():
+            self.recorder.bounded_evicted(structure, count - self._bounds_reported[structure])
+        self._bounds_reported = Counter(evictions)
 
     def is_silent(self, info: GatewayInfo, now: int) -> bool:
         return now - info.last_heard > self.settings.gateway_silence_ms

@@ -410,7 +410,8 @@ class Store:
         self.session_count = 0
         # (gateway, state) -> sessions, kept current so the sessions gauge never walks the map
         self.state_counts: Counter[tuple[str, str]] = Counter()
-        # what a bound dropped to stay within it, by structure (tombstones, run_ids)
+        # what a bound dropped to stay within it, by structure (gateway, run, tombstone), for
+        # openclaw.monitor.bounded.evicted
         self.bounded_evictions: Counter[str] = Counter()
         tracker = tracker or _NO_TRACKING
         self.before_change = tracker.before_change
@@ -426,12 +427,11 @@ class Store:
         if info is None:
             if len(self.gateways) >= self.max_gateways:
                 if not self._sessionless:
-                    self.bounded_evictions["gateway_limit"] += 1
-                    return None
+                    return None  # the event is rejected (gateway_limit), and counted as such
                 oldest = next(iter(self._sessionless))
                 del self._sessionless[oldest]
                 del self.gateways[oldest]
-                self.bounded_evictions["gateways"] += 1
+                self.bounded_evictions["gateway"] += 1
             gateway_id = _intern(gateway_id)
             info = self.gateways[gateway_id] = GatewayInfo(gateway_id, received_at, received_at)
             self._sessionless[gateway_id] = None
@@ -640,7 +640,7 @@ class Store:
             del runs[dropped]
             if info.runs.get(dropped) == session.key:
                 del info.runs[dropped]
-            self.bounded_evictions["run_ids"] += 1
+            self.bounded_evictions["run"] += 1
 
     def _rekey_runs(self, info: GatewayInfo, session: Session) -> None:
         for run_id in session.runs or ():
@@ -790,7 +790,7 @@ class Store:
         while tombstones:
             oldest = next(iter(tombstones))
             if len(tombstones) > MAX_TOMBSTONES:
-                self.bounded_evictions["tombstones"] += 1
+                self.bounded_evictions["tombstone"] += 1
             elif tombstones[oldest] >= ts:
                 break
             del tombstones[oldest]

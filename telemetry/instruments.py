@@ -29,6 +29,7 @@ ValueType = Literal["int", "float"]
 GATEWAY = "openclaw.gateway"
 STATE = "openclaw.state"
 REASON = "openclaw.reason"
+STRUCTURE = "openclaw.structure"
 ACTION = "openclaw.action"
 STATUS = "openclaw.status"
 ACTIVE_WORK_KIND = "openclaw.active_work_kind"
@@ -401,6 +402,11 @@ MONITOR_CLOCK_CLAMPED = InstrumentSpec(
     "openclaw.monitor.clock.clamped", "counter", "1", "Events whose ts was too far in the future.",
     (), produced_when="an event's `ts` is clamped to the receive time",
 )
+MONITOR_BOUNDED_EVICTED = InstrumentSpec(
+    "openclaw.monitor.bounded.evicted", "counter", "1", "Entries dropped by a bound on a client-growable structure.",
+    (STRUCTURE,), gateway_scoped=False,
+    produced_when="a bounded structure drops its oldest entry (`openclaw.structure` gateway|run|tombstone)",
+)
 MONITOR_JOURNAL_REFUSED = InstrumentSpec(
     "openclaw.monitor.journal.refused", "counter", "1", "Ingest requests refused because the journal cannot commit.",
     (REASON,), gateway_scoped=False,
@@ -428,6 +434,7 @@ MONITOR_INSTRUMENTS: tuple[InstrumentSpec, ...] = (
     MONITOR_EVENTS, MONITOR_SESSIONS, MONITOR_GATEWAYS, MONITOR_CLOCK_SKEW, MONITOR_SCAN_DURATION,
     MONITOR_SCAN_LAG, MONITOR_SESSIONS_EVICTED, MONITOR_EXPORT_FAILURES, MONITOR_FORWARDER_DROPPED,
     MONITOR_FORWARDER_QUEUED, MONITOR_CLOCK_CLAMPED, MONITOR_TELEMETRY_OVERFLOW, MONITOR_JOURNAL_REFUSED,
+    MONITOR_BOUNDED_EVICTED,
 )
 INSTRUMENTS: tuple[InstrumentSpec, ...] = SESSION_CONTRACT + GATEWAY_CONTRACT + MONITOR_INSTRUMENTS
 BY_NAME: dict[str, InstrumentSpec] = {spec.name: spec for spec in INSTRUMENTS}

@@ -79,6 +79,9 @@ class Recorder:
     def journal_refused(self, reason: str) -> None:
         """An ingest request answered 503: journal_unavailable or journal_full."""
 
+    def bounded_evicted(self, structure: str, count: int) -> None:
+        """A bound dropped `count` entries of a structure (gateway, run, tombstone)."""
+
     def forwarder_dropped(self, gateway: str, count: int) -> None: ...
 
     def export_health(self) -> dict[str, Any]:
@@ -183,6 +186,7 @@ class OtelRecorder(Recorder):
         i = store.instrument
         self._events = i(ins.MONITOR_EVENTS)
         self._journal_refused = i(ins.MONITOR_JOURNAL_REFUSED)
+        self._bounded_evicted = i(ins.MONITOR_BOUNDED_EVICTED)
         self._state = i(ins.SESSION_STATE)
         self._stuck = i(ins.SESSION_STUCK)
         self._stuck_age = i(ins.SESSION_STUCK_AGE)
@@ -363,6 +367,10 @@ class OtelRecorder(Recorder):
 
     def journal_refused(self, reason: str) -> None:
         self._add(self._journal_refused, ((ins.REASON, reason),), 1)
+
+    def bounded_evicted(self, structure: str, count: int) -> None:
+        if count > 0:
+            self._add(self._bounded_evicted, ((ins.STRUCTURE, structure),), count)
 
     def clock_clamped(self, gateway: str) -> None:
         self._add(self._clamped, ((G, self._gateway(gateway)),), 1)

@@ -25,7 +25,7 @@ def test_a_new_gateway_evicts_the_least_recently_heard_one_without_sessions() ->
     store.apply_event(keepalive("a", NOW + 10), NOW + 10)  # a is heard again: b is the oldest now
     store.apply_event(keepalive("d", NOW + 11), NOW + 11)
     assert set(store.gateways) == {"a", "c", "d"}
-    assert store.bounded_evictions["gateways"] == 1
+    assert store.bounded_evictions["gateway"] == 1
 
 
 def test_gateways_with_sessions_are_kept_and_a_new_one_is_rejected() -> None:
@@ -36,7 +36,7 @@ def test_gateways_with_sessions_are_kept_and_a_new_one_is_rejected() -> None:
     result = store.apply_event(keepalive("c", NOW + 1), NOW + 1)
     assert result.outcome == REJECTED and result.refused == "gateway_limit"
     assert set(store.gateways) == {"a", "b"}
-    assert store.bounded_evictions["gateway_limit"] == 1
+    assert store.bounded_evictions["gateway"] == 0
 
 
 def test_three_hundred_thousand_gateway_ids_leave_the_bound_in_place(tmp_path) -> None:
@@ -50,3 +50,7 @@ def test_three_hundred_thousand_gateway_ids_leave_the_bound_in_place(tmp_path) -
         listed = gateways["items"] if isinstance(gateways, dict) else gateways
         assert len(listed) <= 100
         assert client.get("/v1/sessions/s", params={"gatewayId": "real"}).status_code == 200
+        metrics = client.get("/metrics").text
+        evicted = [line for line in metrics.splitlines()
+                   if line.startswith("openclaw_monitor_bounded_evicted_total") and 'openclaw_structure="gateway"' in line]
+        assert evicted and float(evicted[0].split()[-1]) >= 2_900  # counted

@@ -23,7 +23,7 @@ def test_ends_without_a_start_are_bounded_oldest_first() -> None:
                              toolCallId=f"c{i}"), T0)
     tombstones = store.gateways["gw"].tombstones
     assert len(tombstones) == MAX_TOMBSTONES
-    assert store.bounded_evictions["tombstones"] == MAX_TOMBSTONES * 2
+    assert store.bounded_evictions["tombstone"] == MAX_TOMBSTONES * 2
     assert next(iter(tombstones))[1].endswith(f"c{MAX_TOMBSTONES * 2}")  # the newest are kept
     # a late start still finds its end among the kept ones, and consumes it
     store.apply_event(ev("tool.execution.started", T0, sessionKey="orphans", toolName="exec",
@@ -50,7 +50,7 @@ def test_run_ids_per_session_are_bounded_ended_ones_first() -> None:
     session = store.find("gw", "many")
     info = store.gateways["gw"]
     assert len(session.runs) <= MAX_RUNS_PER_SESSION
-    assert store.bounded_evictions["run_ids"] > 0
+    assert store.bounded_evictions["run"] > 0
     assert f"r{MAX_RUNS_PER_SESSION * 20 - 1}" in session.runs  # the newest stay
     assert all(info.runs[run] == "many" for run in session.runs)
     assert sum(1 for owner in info.runs.values() if owner == "many") == len(session.runs)
