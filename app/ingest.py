@@ -124,6 +124,10 @@ def _too_large(limit: int) -> ClientError:
     return ClientError(413, "payload_too_large", f"the body is larger than {limit} bytes (OPENCLAW_DIAG_MAX_BODY_BYTES)")
 
 
+def _too_many(count: int, limit: int) -> ClientError:
+    return ClientError(413, "batch_too_large", f"{count} events; at most {limit} (OPENCLAW_DIAG_MAX_BATCH_EVENTS)")
+
+
 def _gunzip(data: bytes, limit: int) -> bytes:
     decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
@@ -177,11 +181,9 @@ async def ingest(service: Service, scope: dict[str, Any], receive: Any) -> tuple
     except BodyError as exc:
         raise ClientError(400, "invalid_json", f"the body cannot be parsed: {exc}") from None
     except TooManyEvents as exc:
-        raise ClientError(413, "batch_too_large",
-                          f"{exc.count} events; at most {settings.max_batch_events} (OPENCLAW_DIAG_MAX_BATCH_EVENTS)") from None
-    if decoded.total > settings.max_batch_events:  # a body below the counting threshold
-        raise ClientError(413, "batch_too_large",
-                          f"{decoded.total} events; at most {settings.max_batch_events} (OPENCLAW_DIAG_MAX_BATCH_EVENTS)")
+        raise _too_many(exc.count, settings.max_batch_events) from None
+    if decoded.total > settings.max_batch_events:  # a body the count skipped (events.py, _MIN_EVENT_BYTES)
+        raise _too_many(decoded.total, settings.max_batch_events)
     bind_gateways(decoded, bound)
     if decoded.total and not decoded.events:
         service.recorder.events_counted(_rejected_counts(decoded, home))

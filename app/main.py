@@ -146,7 +146,7 @@ class Service:
         if now - self._skew_warned.get(gateway_id, -SKEW_WARNING_EVERY_MS) < SKEW_WARNING_EVERY_MS:
             return
         self._skew_warned[gateway_id] = now
-        log.warning("gateway %s: clock skew %d ms (events arrive that much later than their ts); "
+        log.warning("gateway %r: clock skew %d ms (events arrive that much later than their ts); "
                     "ages are taken in the gateway's clock", gateway_id, info.skew_ms)
 
     def report_bounds(self) -> None:
