@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import base64
 import functools
 import heapq
@@ -363,7 +364,26 @@ async def readyz(request: Request) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     # Rendering walks every series: off the event loop, like all work that grows with the data.
     payload, content_type = await asyncio.to_thread(service_of(request).recorder.render_metrics)
+    scope = scope_of(request)  # set only when OPENCLAW_DIAG_PROTECT_METRICS asks for a token
+    if scope is not None:
+        payload = await asyncio.to_thread(only_gateways, payload, scope)
     return Response(payload, media_type=content_type)
+
+
+_GATEWAY_LABEL = re.compile(rb'[{,]openclaw_gateway="((?:[^"\\]|\\.)*)"')
+
+
+def only_gateways(exposition: bytes, scope: frozenset[str]) -> bytes:
+    """The samples of the gateways in `scope`, and those of no gateway (the service's own)."""
+    # label values as the exposition format escapes them (backslash, quote, newline)
+    allowed = {gateway.encode().replace(b"\\", b"\\\\").replace(b'"', b'\\"').replace(b"\n", b"\\n")
+               for gateway in scope}
+    kept = []
+    for line in exposition.splitlines(keepends=True):
+        match = _GATEWAY_LABEL.search(line) if not line.startswith(b"#") else None
+        if match is None or match.group(1) in allowed:
+            kept.append(line)
+    return b"".join(kept)
 
 
 # -- errors ------------------------------------------------------------------------------------

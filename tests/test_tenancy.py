@@ -20,7 +20,8 @@ OPERATOR = {"authorization": "Bearer boss"}
 @pytest.fixture
 def client(tmp_path):
     settings = Settings(data_dir=tmp_path, ingest_tokens="writer", read_tokens="team-a:reader-a=gw-a",
-                        operator_tokens="ops:boss", stuck_session_warn_ms=1_000, scan_interval_ms=50)
+                        operator_tokens="ops:boss", stuck_session_warn_ms=1_000, scan_interval_ms=50,
+                        protect_metrics=True)
     with TestClient(create_app(settings), base_url="http://localhost") as client:
         now = time.time_ns() // 1_000_000
         for gateway in ("gw-a", "gw-b"):
@@ -72,3 +73,12 @@ def test_a_read_token_may_not_write(client) -> None:
     response = client.post("/v1/events", json={"type": "forwarder.keepalive"}, headers=READ_A)
     assert response.status_code == 403 and response.json()["error"]["code"] == "forbidden"
     assert client.post("/v1/events", json={"type": "forwarder.keepalive"}).status_code == 401
+
+
+def test_protected_metrics_show_a_bound_token_only_its_gateways(client) -> None:
+    assert client.get("/metrics").status_code == 401
+    everything = client.get("/metrics", headers=OPERATOR).text
+    assert 'openclaw_gateway="gw-a"' in everything and 'openclaw_gateway="gw-b"' in everything
+    mine = client.get("/metrics", headers=READ_A).text
+    assert 'openclaw_gateway="gw-a"' in mine and 'openclaw_gateway="gw-b"' not in mine
+    assert "openclaw_monitor_scan_duration_ms" in mine  # the service's own series stay
