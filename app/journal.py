@@ -55,6 +55,7 @@ RECENT_SCAN_ROWS = 1_000  # history rows read back, at most, for one session's r
 CHECKPOINT_CHUNK = 2_000  # sessions handed to the checkpoint thread at a time
 CHECKPOINT_SLICE_S = 0.002  # encoding on the loop, between two yields
 APPLY_SLICE_S = 0.002  # applying committed records on the loop, between two yields
+APPLY_EVENTS_SLICE = 256  # events of one request applied between two looks at the clock
 COMPACT_SLICE_IDS = 20_000  # ids one compaction statement may cover
 RETRY_FIRST_S = 0.05
 RETRY_MAX_S = 2.0
@@ -173,6 +174,7 @@ class Journal:
         # committed groups not yet applied (applied in slices, in order)
         self._to_apply: deque[list[Record]] = deque()
         self._apply_at = 0
+        self._in_progress: records.EventsInProgress | None = None  # a record applied halfway
         self._draining = False
         self._checkpointing = False
         self._checkpoints: list[tuple[int, int]] = []  # (upto, at) within retention, oldest first
@@ -269,32 +271,47 @@ class Journal:
             self._drain()
 
     def _drain(self) -> None:
-        """Apply committed records in id order, yielding to the loop every APPLY_SLICE_S."""
+        """Apply committed records in id order, yielding to the loop every APPLY_SLICE_S — inside
+        a large ingest request too (a checkpoint waits for a record applied halfway)."""
         store = self.store
         assert store is not None
         futures = self._futures
         slice_ends = time.perf_counter() + APPLY_SLICE_S
         queue = self._to_apply
+        worked = False  # every call applies at least one slice, whatever the clock says
         while queue:
             group = queue[0]
             while self._apply_at < len(group):
-                if time.perf_counter() >= slice_ends and self._loop is not None:
+                if worked and time.perf_counter() >= slice_ends and self._loop is not None:
                     self._loop.call_soon(self._drain)  # the rest after other work had its turn
                     return
+                worked = True
                 record = group[self._apply_at]
-                self._apply_at += 1
-                future = futures.pop(record.id, None)
                 try:
-                    result = records.apply(store, record)
+                    if record.kind == records.EVENTS:
+                        progress = self._in_progress or records.EventsInProgress(store, record)
+                        self._in_progress = progress
+                        while not progress.step(APPLY_EVENTS_SLICE):
+                            if time.perf_counter() >= slice_ends and self._loop is not None:
+                                self._loop.call_soon(self._drain)
+                                return
+                        result: Any = progress.results
+                    else:
+                        result = records.apply(store, record)
                 except Exception as exc:  # a bug in applying: the same on replay; never the client's
                     log.exception("applying journal record %d (%s) failed", record.id, record.kind)
-                    if future is not None and not future.done():
-                        future.set_exception(exc)
-                    continue
-                finally:
-                    self.applied_upto = record.id
+                    result, failure = None, exc
+                else:
+                    failure = None
+                self._in_progress = None
+                self._apply_at += 1
+                self.applied_upto = record.id
+                future = futures.pop(record.id, None)
                 if future is not None and not future.done():
-                    future.set_result(result)
+                    if failure is not None:
+                        future.set_exception(failure)
+                    else:
+                        future.set_result(result)
             queue.popleft()
             self._apply_at = 0
         self._draining = False
@@ -478,6 +495,10 @@ class Journal:
         """
         store = self.store
         if self._checkpointing or store is None:
+            return 0
+        while self._in_progress is not None:  # exact for a record boundary, never half a request
+            await asyncio.sleep(0)
+        if self._checkpointing:
             return 0
         self._checkpointing = True
         tracker = self.tracker

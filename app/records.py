@@ -140,6 +140,30 @@ def dedupe_keys(dkey: bytes) -> list[tuple[Any, ...] | None]:
 # -- applying (live after the commit, and on replay) --------------------------------------------
 
 
+class EventsInProgress:
+    """An EVENTS record applied a slice at a time (the journal yields to the loop in between):
+    a 10,000-event request must not hold the loop for its whole apply."""
+
+    def __init__(self, store: Store, record: Record) -> None:
+        self.store = store
+        self.record = record
+        self.results: list[Any] = []
+
+    def step(self, count: int) -> bool:
+        """Apply the next `count` events; True once all are applied."""
+        events = self.record.payload
+        start = len(self.results)
+        at = self.record.at or 0
+        row = self.record.id
+        apply_event = self.store.apply_event
+        for event in events[start:start + count]:
+            result = apply_event(event, at)
+            if result.session is not None:
+                result.session.last_row = row  # where its recent events are read back from
+            self.results.append(result)
+        return len(self.results) >= len(events)
+
+
 def apply(store: Store, record: Record) -> Any:
     """Apply one committed record; returns what the caller waiting on it needs to know.
 
@@ -150,13 +174,9 @@ def apply(store: Store, record: Record) -> Any:
     kind = record.kind
     payload = record.payload
     if kind == EVENTS:
-        at = record.at or 0
-        results = [store.apply_event(event, at) for event in payload]
-        row = record.id
-        for result in results:
-            if result.session is not None:
-                result.session.last_row = row  # where its recent events are read back from
-        return results
+        progress = EventsInProgress(store, record)
+        progress.step(len(payload))
+        return progress.results
     if kind == EVICTED:
         evicted = []
         info = store.gateways.get(record.gateway or "")

@@ -434,3 +434,34 @@ async def test_a_data_directory_of_release_0_1_is_read_and_moved_to_the_checkpoi
         assert rows(tmp_path / "checkpoint.db", "SELECT count(*) FROM sessions") == [(1,)]
     finally:
         journal2.close()
+
+
+async def test_a_large_request_is_applied_in_slices_and_a_checkpoint_waits_for_its_end(tmp_path, monkeypatch):
+    monkeypatch.setattr(journal_module, "APPLY_SLICE_S", 0.0)  # yield after every slice
+    monkeypatch.setattr(journal_module, "APPLY_EVENTS_SLICE", 10)
+    store, journal = open_journal(tmp_path)
+    turns = 0
+
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
+
+    ticker = asyncio.ensure_future(other_work())
+    big = [ev("message.queued", T0, sessionKey=f"s{i % 7}", source="x") for i in range(1_000)]
+    applying = asyncio.ensure_future(send(journal, big, T0))
+    while store.session_count == 0:  # committed, and being applied a slice at a time
+        await asyncio.sleep(0)
+    assert not applying.done()
+    checkpoint = asyncio.ensure_future(journal.checkpoint(T0 + 1))
+    results = await applying
+    await checkpoint
+    ticker.cancel()
+    assert len(results) == 1_000
+    assert turns >= 50  # other work ran between the slices
+    (upto,), = rows(tmp_path / "checkpoint.db", "SELECT v FROM meta WHERE k = 'upto'")
+    assert upto == 1  # the whole request, never half of it
+    expected = states(store)
+    journal.close()
+    assert_restores(tmp_path, expected)
