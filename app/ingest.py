@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("openclaw.diagnostics.ingest")
 
 INGEST_PATH = "/v1/events"
+MAX_INFLATION = 64  # a gzip body may inflate to at most this many times its size...
+MIN_INFLATED_CAP = 1 << 20  # ...or to 1 MiB, whichever is larger (and never past max_body_bytes)
 # No Content-Type is no JSON: a browser sends such bodies cross-site without asking (a "simple
 # request"), so accepting them would let any web page write events.
 _JSON_TYPES = frozenset({b"application/json", b"text/json"})
@@ -129,11 +131,19 @@ def _too_many(count: int, limit: int) -> ClientError:
 
 
 def _gunzip(data: bytes, limit: int) -> bytes:
+    # A bomb (a few KB inflating to megabytes of tiny events) would cost a decode far beyond
+    # what its sender spent: inflation is capped relative to what was sent. JSON batches of
+    # events compress 5-20x; 64x with a 1 MiB floor leaves them room.
+    cap = min(limit, max(MIN_INFLATED_CAP, MAX_INFLATION * len(data)))
     decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
     try:
-        out = decompressor.decompress(data, limit + 1)
+        out = decompressor.decompress(data, cap + 1)
     except zlib.error as exc:
         raise ClientError(400, "invalid_body", f"the gzip body cannot be decompressed: {exc}") from None
+    if cap < limit and (len(out) > cap or decompressor.unconsumed_tail):
+        raise ClientError(413, "payload_too_large",
+                          f"the gzip body inflates more than {MAX_INFLATION}x ({len(data)} bytes sent); "
+                          "send it less compressed or in smaller batches")
     if len(out) > limit or decompressor.unconsumed_tail:
         raise _too_large(limit)
     if not decompressor.eof:
