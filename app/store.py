@@ -325,7 +325,7 @@ class ApplyResult:
 
 @dataclass(slots=True)
 class RecoveryCompletion:
-    entry: dict[str, Any]  # the completed event's fields (spec: telemetry.md)
+    entry: dict[str, Any]  # the completed event's fields (docs/telemetry.md)
     applied: bool  # the session was released by it
 
 
