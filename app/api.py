@@ -1,4 +1,4 @@
-"""Read endpoints, health and the error envelope (spec: api.md)."""
+"""Read endpoints, health and the error envelope (README, "HTTP API")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""OpenClaw's session attention classifier (spec: classifier.md).
+"""OpenClaw's session attention classifier (README, "How it decides").
 
 A pure function: no I/O, no clock. Everything it needs is in its arguments, so the monitor,
 the replay command and the tests all run the very same decision table.

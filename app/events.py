@@ -1,4 +1,4 @@
-"""The inbound event vocabulary and its decoding (spec: events.md).
+"""The inbound event vocabulary and its decoding (README, "Event vocabulary").
 
 One typed msgspec struct carries every field the service reads from any event type. The happy
 path decodes a whole batch in one typed call; only a batch that fails is decoded again event by

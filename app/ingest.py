@@ -1,4 +1,4 @@
-"""POST /v1/events: the hot path, as a raw ASGI endpoint (spec: api.md "Ingest").
+"""POST /v1/events: the hot path, as a raw ASGI endpoint (README, "HTTP API"; docs/security.md).
 
 FastAPI's per-request machinery costs more than the whole of decoding and applying a batch, so
 the app serves ingest ahead of its middleware stack and router (app.main.DiagnosticsApp); its

@@ -1,4 +1,4 @@
-"""The monitor: owns time, scans candidate sessions, reports and decides recovery (spec: monitor.md)."""
+"""The monitor: owns time, scans candidate sessions, reports and decides recovery (README, "How it decides")."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Recovery: the coordinator (one recovery in flight per session, the generation guard) and
-the executors that ask a gateway to act (spec: monitor.md, "Coordinator" and "Recovery executors").
+the executors that ask a gateway to act (README, "Recovery webhook contract").
 
 The gateway owns its lanes and runs; this service only asks, and records what it was told.
 """

@@ -1,4 +1,4 @@
-"""Service settings: environment variables prefixed OPENCLAW_DIAG_ (spec: api.md, monitor.md)."""
+"""Service settings: environment variables prefixed OPENCLAW_DIAG_ (README, "Configuration")."""
 
 from __future__ import annotations
 

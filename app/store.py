@@ -1,4 +1,4 @@
-"""The session store: owns every session's live state (spec: events.md).
+"""The session store: owns every session's live state (README, "Event vocabulary").
 
 The store is a deterministic state machine. Each mutation takes its times as arguments (the
 receive time of an event, the gateway-clock time of a monitor decision), so that replaying the

@@ -1,4 +1,4 @@
-"""Telemetry: the openclaw.* OpenTelemetry contract over OTLP and /metrics (spec: telemetry.md).
+"""Telemetry: the openclaw.* OpenTelemetry contract over OTLP and /metrics (docs/telemetry.md).
 
 - telemetry.instruments: every instrument name, unit, attribute key and bucket boundary;
 - telemetry.record: the Recorder interface the core calls, and the real OtelRecorder;

@@ -1,4 +1,4 @@
-"""Every instrument, attribute key, log event name and histogram bucket (spec: telemetry.md).
+"""Every instrument, attribute key, log event name and histogram bucket (docs/telemetry.md).
 
 This is the ONE module that spells them. Everything else refers to the constants below, and
 the instrument list in docs/telemetry.md is generated from ``INSTRUMENTS``:

@@ -1,4 +1,4 @@
-"""What the service tells telemetry: the one interface the core calls (spec: telemetry.md).
+"""What the service tells telemetry: the one interface the core calls (docs/telemetry.md).
 
 The core (ingest, store, monitor, recovery) calls these methods and nothing else of
 telemetry; this module maps each call to instruments (telemetry/instruments.py) and OTLP log

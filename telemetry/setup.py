@@ -1,4 +1,4 @@
-"""Providers and exporters from the standard OTEL_* environment (spec: telemetry.md, "Export").
+"""Providers and exporters from the standard OTEL_* environment (docs/telemetry.md).
 
     recorder = build_recorder(settings.gateway_attribute, settings.metric_cardinality_limit)
     recorder.bind(LiveSources(...))      # once the store exists
