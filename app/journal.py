@@ -187,8 +187,6 @@ class Journal:
         self._over_budget = False  # empty covered history bodies, oldest first
         self._deleted_upto = 0  # every record up to here is deleted (retention, row cap)
         self._compact_after = 0.0  # after a failed compaction step: not before this (monotonic)
-        self.commits = 0
-        self.failed_commits = 0
 
     def _connect(self, path: Path, check_same_thread: bool = True) -> sqlite3.Connection:
         return _connect(path, check_same_thread, self._factory)
@@ -369,7 +367,6 @@ class Journal:
             self.last_error = None
             self._failures = 0
             if group:
-                self.commits += 1
                 self._to_loop(self._committed, group)
             try:
                 compacted = self._compact_slice(conn)
@@ -388,7 +385,6 @@ class Journal:
 
     def _failed(self, exc: BaseException) -> None:
         self._failures += 1
-        self.failed_commits += 1
         delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (self._failures - 1))
         self._retry_at = time.monotonic() + delay
         if self.last_error is None:
@@ -765,6 +761,8 @@ class NullJournal:
     Records are applied as they are submitted, through the same `records.apply` as the real
     journal; durability is the real Journal's business and is tested against it.
     """
+
+    tracker = None  # nothing is checkpointed
 
     def __init__(self, store: Store) -> None:
         self.store = store
