@@ -282,6 +282,9 @@ class Gateway:
         config = {
             "gateway": {"mode": "local", "port": self.port, "bind": "loopback"},
             "update": {"checkOnStart": False},
+            # No scheduled automations (memory dreaming, heartbeats, skill reviews): a cron run
+            # in flight at SIGTERM holds the gateway's drain for up to 315 s, which no test wants.
+            "cron": {"enabled": False},
             "logging": {"file": str(self.home / "logs" / "openclaw.log")},
             "models": {"providers": {"fake": {
                 "baseUrl": model_base_url,

@@ -286,6 +286,13 @@ def test_gateway_shutdown_flushes_the_queue(stack: Stack, qa_hung_session: dict[
     """SIGTERM to the gateway: the plugin's service stop() sends what is queued, keepalive last.
     (Runs last: it stops the QA gateway, which the fixture's teardown then finds stopped.)"""
     stack.qa_model.release_hung()
+    # The released call fails, the gateway retries it and the turn gets its answer. SIGTERM only
+    # after that: a CLI turn aborted mid-retry can leave the gateway a task that never ends
+    # (2026.9.6 logs "Queued task event identity was replaced before admission"), and its drain
+    # then waits 315 s for it.
+    turn = stack.qa.turns[0]
+    wait_until(lambda: turn.poll() is not None, timeout=120, interval=0.25,
+               what=f"the released turn to finish{stack.context()}")
     batches_before = len(stack.qa_tap.batches)
     stack.qa.stop()
     assert stack.qa.proc is not None and stack.qa.proc.returncode == 0, stack.qa.log_tail()
@@ -293,6 +300,6 @@ def test_gateway_shutdown_flushes_the_queue(stack: Stack, qa_hung_session: dict[
     assert after, "nothing was sent during the shutdown"
     assert after[-1]["type"] == "forwarder.keepalive", after[-1]
     assert after[-1]["queued"] == 0
-    # The run that was hung ended during the shutdown, and its end reached the service.
+    # The run that was hung ended, and its end reached the service.
     key = qa_hung_session["key"]
     assert any(e["type"] == "run.completed" and e.get("sessionKey") == key for e in stack.qa_tap.events())
