@@ -1,8 +1,9 @@
 """The inbound event vocabulary and its decoding (README, "Event vocabulary").
 
-One typed msgspec struct carries every field the service reads from any event type. The happy
-path decodes a whole batch in one typed call; only a batch that fails is decoded again event by
-event, so that one bad event is named by index and field and never drops the good ones.
+One typed msgspec struct carries every field the service reads from any event type. A body is
+split into its events without building them (so a count over the limit costs a syntax scan), then
+decoded event by event in slices: a typed decode on the happy path, and for an event that fails
+it, a slow path that names the bad field, so one bad event never drops the good ones.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from collections.abc import Generator
 from typing import Annotated, Any
 
 import msgspec
@@ -216,11 +218,11 @@ class TooManyEvents(Exception):
         self.count = count
 
 
-# The shortest event, `{"type":"x"}`, and its separator: a body shorter than this many bytes per
-# allowed event cannot hold too many, and skips the count.
-_MIN_EVENT_BYTES = 13
+# How many events are decoded and checked between two yields of a step generator: a small step
+# (well under a millisecond even on the slow path), so that the ingest path, which looks at the
+# clock between steps (app/ingest.py, DECODE_SLICE_S), gives the event loop back within ~1 ms.
+DECODE_SLICE = 64
 
-_batch_decoder = msgspec.json.Decoder(list[Event] | Event)
 _raw_items = msgspec.json.Decoder(list[msgspec.Raw])
 _event_decoder = msgspec.json.Decoder(Event)
 _loc_re = re.compile(r" - at `\$((?:\[\d+\])?)((?:\.[A-Za-z0-9_]+|\[\d+\])*)`$")
@@ -329,40 +331,95 @@ def _collect(decoded: Decoded, index: int, result: Event | Rejection) -> None:
         decoded.events.append((index, result))
 
 
-def decode_json(body: bytes, max_events: int | None = None) -> Decoded:
-    """A single event object or a JSON array of them (at most `max_events`)."""
-    if not body.strip():
-        raise BodyError("the body is empty: send an event, an array of events, or NDJSON")
-    if max_events is not None and len(body) > _MIN_EVENT_BYTES * max_events and body.lstrip()[:1] == b"[":
-        # Count the items without building them: a small gzip body can inflate to millions.
-        try:
-            count = len(_raw_items.decode(body))
-        except (msgspec.DecodeError, RecursionError) as exc:
-            raise BodyError(_describe_decode_error(exc, body)) from None
-        if count > max_events:
-            raise TooManyEvents(count)
-    decoded = Decoded()
+def _decode_one(decoded: Decoded, index: int, item: bytes | msgspec.Raw, body: bytes | None) -> None:
+    """One event's bytes: the typed decode, or, when that fails, the slow path that names the bad
+    field and lets an unknown type keep fields that are not ours. With `body` given, bytes that
+    are not JSON fail the whole body (400); without it (an NDJSON line) only their line."""
     try:
-        parsed = _batch_decoder.decode(body)
+        event = _event_decoder.decode(item)
     except msgspec.ValidationError:
-        parsed = None
+        event = None
     except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         if not _is_out_of_range(exc):
+            if body is not None:
+                raise BodyError(_describe_decode_error(exc, body)) from None
+            decoded.rejected.append(Rejection(index, [{"loc": ["body", index], "msg": _describe_decode_error(exc, item)}]))
+            return
+        event = None
+    if event is not None:
+        _collect(decoded, index, check_event(index, event))
+        return
+    try:
+        value = _parse(bytes(item), BodyError)  # an array item is a msgspec.Raw, which json.loads cannot read
+    except BodyError as exc:
+        if body is not None:
+            raise
+        decoded.rejected.append(Rejection(index, [{"loc": ["body", index], "msg": str(exc)}]))
+        return
+    _collect(decoded, index, _check_value(index, value))
+
+
+DecodeSteps = Generator[None, None, Decoded]
+
+
+def run_steps(steps: DecodeSteps) -> Decoded:
+    """Runs a step generator to its end in one go (the CLI, replay, tests)."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+def json_steps(body: bytes, max_events: int | None = None) -> DecodeSteps:
+    """A single event object or a JSON array of them (at most `max_events`), decoded in slices.
+
+    The array is first split into its items without building them (msgspec's `Raw`, a syntax
+    scan): the count is refused before any event exists, and each slice then decodes its items.
+    """
+    if not body.strip():
+        raise BodyError("the body is empty: send an event, an array of events, or NDJSON")
+    if body.lstrip()[:1] == b"[":
+        try:
+            items: list[Any] = _raw_items.decode(body)  # checks the syntax, not UTF-8 or numbers
+        except (msgspec.DecodeError, RecursionError) as exc:
             raise BodyError(_describe_decode_error(exc, body)) from None
-        parsed = None
-    if parsed is not None:
-        items = parsed if isinstance(parsed, list) else [parsed]
-        decoded.total = len(items)
-        for index, event in enumerate(items):
-            _collect(decoded, index, check_event(index, event))
-        return decoded
-    # Slow path: something failed; find which events, and let unknown types keep fields not ours.
-    raw = _parse(body, BodyError)
-    items = raw if isinstance(raw, list) else [raw]
-    decoded.total = len(items)
-    for index, value in enumerate(items):
-        _collect(decoded, index, _check_value(index, value))
+        if max_events is not None and len(items) > max_events:
+            raise TooManyEvents(len(items))
+    else:
+        items = [body]
+    decoded = Decoded(total=len(items))
+    for index, item in enumerate(items):
+        if index and not index % DECODE_SLICE:
+            yield
+        _decode_one(decoded, index, item, body)
     return decoded
+
+
+def decode_json(body: bytes, max_events: int | None = None) -> Decoded:
+    return run_steps(json_steps(body, max_events))
+
+
+def split_ndjson(body: bytes) -> list[tuple[int, bytes]]:
+    """Non-blank lines with their 0-based line index."""
+    return [(i, line) for i, line in enumerate(body.split(b"\n")) if line.strip()]
+
+
+def ndjson_steps(body: bytes, max_events: int | None = None) -> DecodeSteps:
+    """One event per line; a line that is not JSON is rejected alone. Decoded in slices."""
+    lines = split_ndjson(body)
+    if max_events is not None and len(lines) > max_events:
+        raise TooManyEvents(len(lines))
+    decoded = Decoded(total=len(lines))
+    for position, (index, line) in enumerate(lines):
+        if position and not position % DECODE_SLICE:
+            yield
+        _decode_one(decoded, index, line, None)
+    return decoded
+
+
+def decode_ndjson(body: bytes, max_events: int | None = None) -> Decoded:
+    return run_steps(ndjson_steps(body, max_events))
 
 
 def _is_out_of_range(exc: BaseException) -> bool:
@@ -379,41 +436,6 @@ def _parse(body: bytes, error: type[Exception]) -> Any:
         return _parse_wide(body)
     except (ValueError, RecursionError) as exc:  # pragma: no cover - msgspec already accepted the syntax
         raise error(_describe_decode_error(exc, body)) from None
-
-
-def split_ndjson(body: bytes) -> list[tuple[int, bytes]]:
-    """Non-blank lines with their 0-based line index."""
-    return [(i, line) for i, line in enumerate(body.split(b"\n")) if line.strip()]
-
-
-def decode_ndjson(body: bytes, max_events: int | None = None) -> Decoded:
-    decoded = Decoded()
-    lines = split_ndjson(body)
-    if max_events is not None and len(lines) > max_events:
-        raise TooManyEvents(len(lines))
-    decoded.total = len(lines)
-    for index, line in lines:
-        try:
-            event = _event_decoder.decode(line)
-        except msgspec.ValidationError:
-            event = None
-        except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
-            if not _is_out_of_range(exc):
-                decoded.rejected.append(
-                    Rejection(index, [{"loc": ["body", index], "msg": _describe_decode_error(exc, line)}])
-                )
-                continue
-            event = None
-        if event is not None:
-            _collect(decoded, index, check_event(index, event))
-            continue
-        try:
-            value = _parse(line, BodyError)
-        except BodyError as exc:
-            decoded.rejected.append(Rejection(index, [{"loc": ["body", index], "msg": str(exc)}]))
-            continue
-        _collect(decoded, index, _check_value(index, value))
-    return decoded
 
 
 def _describe_decode_error(exc: BaseException, body: bytes) -> str:

@@ -65,11 +65,27 @@ def _gateway_flood(client: httpx.Client, stop: threading.Event) -> None:
         client.post("/v1/events", json=body, headers=HEADERS)
 
 
+def _max_batches(client: httpx.Client, stop: threading.Event) -> None:
+    """Bodies at the event limit (10,000): the decode of each is ~30 ms of work."""
+    body = json.dumps([{"type": "unknown.type", "gatewayId": "gw-x", "seq": i} for i in range(10_000)])
+    while not stop.is_set():
+        client.post("/v1/events", content=body, headers=HEADERS)
+
+
+def _bad_batches(client: httpx.Client, stop: threading.Event) -> None:
+    """Bodies at the event limit, every event invalid: each one takes the slow, naming path."""
+    body = json.dumps([{"type": "run.started", "sessionKey": "k", "ts": "yesterday"}] * 10_000)
+    while not stop.is_set():
+        client.post("/v1/events", content=body, headers=HEADERS)
+
+
 ATTACKS: dict[str, Callable[[httpx.Client, threading.Event], None]] = {
     "gzip_bomb": _gzip_bomb,
     "orphan_ends": _orphan_ends,
     "many_runs": _many_runs,
     "gateway_flood": _gateway_flood,
+    "max_batches": _max_batches,
+    "bad_batches": _bad_batches,
 }
 
 

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import gzip
 import json
+import sys
 
 import pytest
 from fastapi.testclient import TestClient
 
 from app import events as events_module
-from app.events import TooManyEvents, decode_json, decode_ndjson
+from app.events import DECODE_SLICE, TooManyEvents, decode_json, decode_ndjson, json_steps, ndjson_steps
 from app.main import create_app
 from app.settings import Settings
 
@@ -53,6 +54,35 @@ def test_a_batch_at_the_limit_is_decoded_in_full(checked: list[int]) -> None:
     body = b"[" + b",".join([TINY] * 10_000) + b"]"
     assert decode_json(body, max_events=10_000).total == 10_000
     assert len(checked) == 10_000
+
+
+@pytest.mark.parametrize("steps, body", [
+    (json_steps, b"[" + b",".join([TINY] * 2_000) + b"]"),
+    (ndjson_steps, b"\n".join([TINY] * 2_000)),
+])
+def test_a_large_body_is_decoded_in_slices(checked: list[int], steps, body: bytes) -> None:
+    """Between two yields (where the ingest path gives the event loop back) at most one slice of
+    events is decoded and checked."""
+    decoding = steps(body, 10_000)
+    checked_at_each_yield = [len(checked) for _ in decoding]
+    assert checked_at_each_yield == [n * DECODE_SLICE for n in range(1, 2_000 // DECODE_SLICE + 1)]
+    assert len(checked) == 2_000
+
+
+def test_a_bad_event_in_a_later_slice_is_named_by_its_index() -> None:
+    events = [TINY] * 1_500
+    events[1_200] = b'{"type":"run.started","ts":"yesterday"}'
+    decoded = decode_json(b"[" + b",".join(events) + b"]")
+    assert decoded.total == 1_500 and len(decoded.events) == 1_499
+    assert [rejection.index for rejection in decoded.rejected] == [1_200]
+    assert decoded.rejected[0].errors[0]["loc"][:3] == ["body", 1_200, "ts"]
+
+
+def test_a_number_out_of_range_in_an_array_rejects_only_its_event() -> None:
+    decoded = decode_json(b'[{"type":"x"},{"type":"model.call.completed","sessionKey":"k",'
+                          b'"provider":"p","model":"m","durationMs":1e400}]')
+    assert [index for index, _ in decoded.events] == [0]
+    assert decoded.rejected[0].errors[0]["loc"] == ["body", 1, "durationMs"]
 
 
 def test_an_8_kb_gzip_body_of_600_000_events_is_413_with_no_event_built(tmp_path, checked: list[int]) -> None:
@@ -118,3 +148,14 @@ def test_allowed_hosts_as_configured(tmp_path) -> None:
     with TestClient(create_app(Settings(data_dir=tmp_path / "any", allowed_hosts="*")),
                     base_url="http://anything.example") as client:
         assert client.get("/v1/sessions").status_code == 200
+
+
+def test_the_service_shortens_the_switch_interval_while_it_runs(tmp_path) -> None:
+    """The journal's writer thread must not wait 5 ms for the GIL at each of its SQLite calls
+    while the loop decodes a large body (app/main.py, Service.open)."""
+    from app.main import SWITCH_INTERVAL_S
+
+    before = sys.getswitchinterval()
+    with TestClient(create_app(Settings(data_dir=str(tmp_path))), base_url="http://localhost"):
+        assert sys.getswitchinterval() == pytest.approx(SWITCH_INTERVAL_S)
+    assert sys.getswitchinterval() == before
