@@ -320,7 +320,13 @@ def replay(
         show_progress = err.is_terminal and (source.total_bytes is None or source.total_bytes > 1_048_576)
     try:
         if show_progress:
-            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                Progress,
+                TextColumn,
+                TimeRemainingColumn,
+            )
 
             with Progress(
                 TextColumn("replaying"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
 from collections.abc import Generator
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import msgspec
@@ -220,7 +220,7 @@ class TooManyEvents(Exception):
 
 # How many events are decoded and checked between two yields of a step generator: a small step
 # (well under a millisecond even on the slow path), so that the ingest path, which looks at the
-# clock between steps (app/ingest.py, DECODE_SLICE_S), gives the event loop back within ~1 ms.
+# clock between steps (app/http/ingest.py, DECODE_SLICE_S), gives the event loop back within ~1 ms.
 DECODE_SLICE = 64
 
 _raw_items = msgspec.json.Decoder(list[msgspec.Raw])

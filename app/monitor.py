@@ -9,7 +9,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from app.classifier import AttentionResult, classify_session_attention, is_terminal_progress_reason
+from app.classifier import (
+    AttentionResult,
+    classify_session_attention,
+    is_terminal_progress_reason,
+)
 from app.journal_interface import JournalError
 from app.records import Record, eviction_record, memory_record
 from app.settings import Settings

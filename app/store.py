@@ -14,12 +14,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from app.classifier import ActivitySnapshot, EMPTY_SNAPSHOT
+from app.classifier import EMPTY_SNAPSHOT, ActivitySnapshot
 from app.events import (
-    INT64_MAX,
     ACTIVITY_TYPES,
     GATEWAY_RECOVERY_TYPES,
     GATEWAY_VERDICT_TYPES,
+    INT64_MAX,
     KEEPALIVE_TYPE,
     KNOWN_TYPES,
     METRICS_ONLY_TYPES,

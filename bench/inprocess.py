@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from app.events import Event, decode_json
 from app import monitor as monitor_module
+from app.events import Event, decode_json
 from app.journal import NullJournal
 from app.monitor import Monitor, MonitorConfig
 from app.store import Session, Store

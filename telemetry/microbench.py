@@ -15,7 +15,7 @@ import gc
 import time
 from collections import Counter as Tally
 
-from app.events import Event, Usage, ContextSize
+from app.events import ContextSize, Event, Usage
 
 
 def _mix() -> list[Event]:

@@ -57,7 +57,9 @@ from telemetry.record import OtelRecorder, Recorder
 from telemetry.store import MetricStore
 
 try:
-    from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4 as _PROMETHEUS_CONTENT_TYPE
+    from prometheus_client.exposition import (
+        CONTENT_TYPE_PLAIN_0_0_4 as _PROMETHEUS_CONTENT_TYPE,
+    )
 except ImportError:  # pragma: no cover - older prometheus_client
     from prometheus_client import CONTENT_TYPE_LATEST as _PROMETHEUS_CONTENT_TYPE
 
@@ -505,25 +507,37 @@ def exporter_class(signal: str, protocol: str) -> type:
     """The OTLP exporter class for a signal and protocol."""
     if protocol == PROTOCOL_GRPC:
         if signal == "metrics":
-            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+                OTLPMetricExporter,
+            )
 
             return OTLPMetricExporter
         if signal == "logs":
-            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
+                OTLPLogExporter,
+            )
 
             return OTLPLogExporter
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter,
+        )
 
         return OTLPSpanExporter
     if signal == "metrics":
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HTTPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+            OTLPMetricExporter as HTTPMetricExporter,
+        )
 
         return HTTPMetricExporter
     if signal == "logs":
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HTTPLogExporter
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import (
+            OTLPLogExporter as HTTPLogExporter,
+        )
 
         return HTTPLogExporter
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTPSpanExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as HTTPSpanExporter,
+    )
 
     return HTTPSpanExporter
 

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from service_process import free_port, terminate, wait_until
 
 START_DEADLINE_S = 30.0

@@ -7,7 +7,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from app import api
+from app.http import api
 from app.main import create_app
 from app.settings import Settings
 

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from app.classifier import ActivitySnapshot, classify_session_attention, is_terminal_progress_reason
+from app.classifier import (
+    ActivitySnapshot,
+    classify_session_attention,
+    is_terminal_progress_reason,
+)
 
 WARN = 120_000
 

@@ -7,10 +7,10 @@ import os
 from typing import Any
 
 import pytest
+from service_process import keepalive, now_ms, post_events, wait_until
 from typer.testing import CliRunner
 
 from app.cli import app
-from service_process import keepalive, now_ms, post_events, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -112,7 +112,6 @@ def test_serve_runs_the_service(tmp_path: Any) -> None:
     import sys
 
     import httpx
-
     from service_process import REPO, free_port
 
     port = free_port()

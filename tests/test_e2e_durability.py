@@ -11,10 +11,9 @@ import signal
 from typing import Any
 
 import pytest
-
 from service_process import (
-    Reply,
     SKIPPED,
+    Reply,
     ServiceProcess,
     keepalive,
     now_ms,

@@ -17,7 +17,6 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from service_process import ServiceProcess, keepalive, now_ms, post_events, wait_until
 
 TOKEN = "plain-token"

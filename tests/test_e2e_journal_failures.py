@@ -32,7 +32,6 @@ from typing import Any
 
 import httpx
 import pytest
-
 from service_process import ServiceProcess, now_ms, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from service_process import ServiceProcess, now_ms, recoveries, wait_until
 
 DATA = Path("/work/shared/data")

@@ -10,8 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
-from service_process import ServiceProcess, keepalive, now_ms, post_events, recoveries, wait_until
+from service_process import (
+    ServiceProcess,
+    keepalive,
+    now_ms,
+    post_events,
+    recoveries,
+    wait_until,
+)
 
 WARN_MS = 1000
 

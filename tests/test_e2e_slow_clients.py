@@ -8,7 +8,6 @@ import socket
 import time
 
 import pytest
-
 from service_process import now_ms
 
 pytestmark = pytest.mark.e2e

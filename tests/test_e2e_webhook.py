@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-
 from service_process import (
+    SKIPPED,
     FakeGatewayWebhook,
     Reply,
-    SKIPPED,
     ServiceProcess,
     keepalive,
     now_ms,

@@ -15,7 +15,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app import events as events_module
-from app.events import DECODE_SLICE, TooManyEvents, decode_json, decode_ndjson, json_steps, ndjson_steps
+from app.events import (
+    DECODE_SLICE,
+    TooManyEvents,
+    decode_json,
+    decode_ndjson,
+    json_steps,
+    ndjson_steps,
+)
 from app.main import create_app
 from app.settings import Settings
 
@@ -152,8 +159,8 @@ def test_allowed_hosts_as_configured(tmp_path) -> None:
 
 def test_the_service_shortens_the_switch_interval_while_it_runs(tmp_path) -> None:
     """The journal's writer thread must not wait 5 ms for the GIL at each of its SQLite calls
-    while the loop decodes a large body (app/main.py, Service.open)."""
-    from app.main import SWITCH_INTERVAL_S
+    while the loop decodes a large body (app/service.py, Service.open)."""
+    from app.service import SWITCH_INTERVAL_S
 
     before = sys.getswitchinterval()
     with TestClient(create_app(Settings(data_dir=str(tmp_path))), base_url="http://localhost"):

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from support_faults import Faults
 
 from app import journal as journal_module
 from app import records
@@ -21,7 +22,6 @@ from app.events import Event
 from app.journal import DataDirLocked, Journal
 from app.journal_interface import JournalError
 from app.store import Attention, Store
-from support_faults import Faults
 
 pytestmark = pytest.mark.anyio
 

@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from support_faults import Faults
 
 from app import journal as journal_module
 from app import records
@@ -24,7 +25,6 @@ from app.events import Event
 from app.journal import Journal
 from app.journal_interface import JournalError
 from app.store import Store
-from support_faults import Faults
 
 T0 = 1_800_000_000_000
 

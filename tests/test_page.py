@@ -9,9 +9,9 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-
-from app.page import human_ms
 from service_process import keepalive, now_ms, post_events, wait_until
+
+from app.http.page import human_ms
 
 pytestmark = pytest.mark.e2e
 
@@ -105,7 +105,7 @@ def test_state_json(open_svc: Any) -> None:
 
 
 def test_static_assets() -> None:
-    from app.page import CSS, JS
+    from app.http.page import CSS, JS
 
     assert "innerHTML" not in JS and "insertAdjacentHTML" not in JS and "eval(" not in JS
     assert "http" not in CSS.replace("https", "")  # nothing fetched from elsewhere
@@ -136,7 +136,7 @@ def test_token_required_and_cookie_flow(locked_svc: Any) -> None:
         assert "agent:main:locked" in browser.get("/").text
         assert "Sign out" in browser.get("/").text
         assert browser.get("/ui/state.json").status_code == 200
-        # The cookie opens the read API too (api.token_from), never ingest.
+        # The cookie opens the read API too (app/http/auth.py, token_from), never ingest.
         assert browser.get("/v1/sessions").status_code == 200
         ingest = browser.post("/v1/events", json={"type": "forwarder.keepalive"})
         assert ingest.status_code == 401

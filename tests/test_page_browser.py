@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from service_process import keepalive, now_ms, post_events
 
 pytestmark = pytest.mark.e2e

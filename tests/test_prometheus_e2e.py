@@ -45,7 +45,6 @@ from typing import Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-
 from prometheus_server import PrometheusServer, PromQLError, prometheus_binary
 from service_process import (
     REPO,

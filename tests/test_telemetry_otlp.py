@@ -9,13 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from otlp_receiver import OtlpReceiver
+from telemetry_scenario import GW, IDS, attention_payload, drive_all, recovery_payload
 
 from app.events import Event
-from otlp_receiver import OtlpReceiver
 from telemetry import instruments as ins
 from telemetry.record import OtelRecorder
 from telemetry.setup import build_recorder
-from telemetry_scenario import GW, IDS, attention_payload, drive_all, recovery_payload
 
 PROTOCOLS = ("grpc", "http")
 _KIND = {"counter": "sum", "histogram": "histogram", "gauge": "gauge"}

@@ -16,11 +16,11 @@ import pytest
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from prometheus_client import REGISTRY, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from telemetry_scenario import GW, attention_payload, drive_all
 
 from app.events import Event
 from telemetry import instruments as ins
 from telemetry.setup import build_recorder
-from telemetry_scenario import GW, attention_payload, drive_all
 
 
 class FailingSpanExporter(SpanExporter):

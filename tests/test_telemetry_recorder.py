@@ -14,13 +14,26 @@ from hypothesis import strategies as st
 from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, Sum
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from telemetry_scenario import (
+    GW,
+    IDS,
+    attention_payload,
+    drive_all,
+    gateway_events,
+    recovery_payload,
+)
 
 from app.events import KNOWN_TYPES, Event, decode_ndjson
 from telemetry import instruments as ins
-from telemetry.record import GatewayStatus, LiveSources, OtelRecorder, Recorder, SessionCount
+from telemetry.record import (
+    GatewayStatus,
+    LiveSources,
+    OtelRecorder,
+    Recorder,
+    SessionCount,
+)
 from telemetry.setup import build_recorder
 from telemetry.store import normalise_value
-from telemetry_scenario import GW, IDS, attention_payload, drive_all, gateway_events, recovery_payload
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

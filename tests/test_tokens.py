@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from app.ingest import authorize
+from app.http.auth import authorize
 from app.main import create_app
 from app.settings import Settings, SettingsError, load_settings
 from app.tokens import TokenEntry, parse_tokens

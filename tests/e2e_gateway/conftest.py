@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from fake_model import FakeModelServer
 from gateway_harness import Gateway, IngestTap, Runtime
 from gateway_stack import (

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 from fake_model import REPLY
 from gateway_harness import SessionWatcher, http_post_json
 from gateway_stack import (

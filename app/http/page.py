@@ -26,11 +26,12 @@ from urllib.parse import parse_qs, urlencode
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from app import api
-from app.ingest import authorize
+from app.http import api, auth
+from app.http.auth import authorize
+from app.http.errors import ApiError
 
 if TYPE_CHECKING:
-    from app.main import Service
+    from app.service import Service
 
 COOKIE = "openclaw_diag_token"
 OVERVIEW_LIMIT = 200
@@ -85,7 +86,7 @@ def clock(ms: int | None) -> str:
 
 
 def _service(request: Request) -> Service:
-    return api.service_of(request)
+    return auth.service_of(request)
 
 
 def _base(request: Request) -> str:
@@ -94,8 +95,8 @@ def _base(request: Request) -> str:
 
 def _authorized(request: Request) -> bool:
     try:
-        api.require_token(request)  # sets the request's scope: a bound token sees its gateways only
-    except api.ApiError:
+        auth.require_token(request)  # sets the request's scope: a bound token sees its gateways only
+    except ApiError:
         return False
     return True
 
@@ -129,15 +130,15 @@ def overview_state(service: Service, scope: api.Scope = None) -> dict[str, Any]:
     store = service.store
     settings = service.settings
     now = service.clock.now_ms()
-    under = [s for s in list(store.candidates) if s.attention is not None and api.visible(scope, s.gateway)]
+    under = [s for s in list(store.candidates) if s.attention is not None and auth.visible(scope, s.gateway)]
     counts = Counter(SEVERITY_CLASS[s.attention.event_type] for s in under)  # type: ignore[union-attr]
     by_state: Counter[str] = Counter()
     for (gateway, state), count in list(store.state_counts.items()):
-        if api.visible(scope, gateway):
+        if auth.visible(scope, gateway):
             by_state[state] += count
     gateways = []
     for info in sorted(list(store.gateways.values()), key=lambda g: g.gateway_id):
-        if not api.visible(scope, info.gateway_id):
+        if not auth.visible(scope, info.gateway_id):
             continue
         gateways.append({
             "gatewayId": info.gateway_id,
@@ -529,13 +530,13 @@ def _login_response(request: Request) -> HTMLResponse:
 async def overview(request: Request) -> Response:
     if not _authorized(request):
         return _login_response(request)
-    return _html(render_overview(request, overview_state(_service(request), api.scope_of(request))))
+    return _html(render_overview(request, overview_state(_service(request), auth.scope_of(request))))
 
 
 @router.get("/ui/state.json")
 async def state_json(request: Request) -> Response:
-    api.require_token(request)
-    return JSONResponse(overview_state(_service(request), api.scope_of(request)), headers={"Cache-Control": "no-store"})
+    auth.require_token(request)
+    return JSONResponse(overview_state(_service(request), auth.scope_of(request)), headers={"Cache-Control": "no-store"})
 
 
 async def _session_item(request: Request, gateway: str | None, key: str) -> dict[str, Any]:
@@ -553,7 +554,7 @@ async def session_page(
         return _login_response(request)
     try:
         item = await _session_item(request, gatewayId, sessionKey)
-    except api.ApiError as exc:
+    except ApiError as exc:
         if exc.status == 409:
             base = _base(request)
             links = "".join(
@@ -573,7 +574,7 @@ async def session_json_route(
     sessionKey: str = Query(..., max_length=512),
     gatewayId: str | None = Query(None, max_length=128),
 ) -> Response:
-    api.require_token(request)
+    auth.require_token(request)
     item = await _session_item(request, gatewayId, sessionKey)
     return JSONResponse(item, headers={"Cache-Control": "no-store"})
 

@@ -1,9 +1,9 @@
-"""Read endpoints, health and the error envelope (README, "HTTP API")."""
+"""The read API: sessions, one session, attention and gateways, scoped to the caller's gateways
+(README, "HTTP API")."""
 
 from __future__ import annotations
 
 import asyncio
-import re
 import base64
 import functools
 import heapq
@@ -11,69 +11,19 @@ import math
 from collections import Counter, defaultdict
 from typing import TYPE_CHECKING, Any, Literal
 
-import msgspec
 import orjson
-from fastapi import APIRouter, Depends, FastAPI, Query, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from fastapi import APIRouter, Depends, Query, Request
 
-from app.events import Event
-from app.ingest import INGEST_PATH, authorize, error_body
+from app.http.auth import Scope, require_token, scope_of, service_of, visible
+from app.http.errors import ApiError
 from app.store import Session
 
 if TYPE_CHECKING:
-    from app.main import Service
+    from app.service import Service
 
 SEVERITY = {"session.stuck": 0, "session.stalled": 1, "session.long_running": 2}
 ATTENTION_NAMES = {"long_running": "session.long_running", "stalled": "session.stalled", "stuck": "session.stuck"}
 RECENT_EVENTS = 50
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = details or []
-
-
-def service_of(request: Request) -> Service:
-    return request.app.state.service
-
-
-def token_from(request: Request) -> bytes | None:
-    header = request.headers.get("authorization")
-    if header:
-        return header.encode()
-    cookie = request.cookies.get("openclaw_diag_token")
-    return f"Bearer {cookie}".encode() if cookie else None
-
-
-Scope = frozenset[str] | None  # the gateways a caller may see; None: every gateway
-
-
-def require_token(request: Request) -> None:
-    """A token that may read; its gateways become the request's scope (`scope_of`)."""
-    ok, gateways = authorize(service_of(request).reading_tokens, token_from(request))
-    if not ok:
-        raise ApiError(401, "unauthorized", "a valid bearer token is required")
-    request.state.scope = gateways
-
-
-def scope_of(request: Request) -> Scope:
-    return getattr(request.state, "scope", None)
-
-
-def visible(scope: Scope, gateway: str) -> bool:
-    return scope is None or gateway in scope
-
-
-def require_token_for_health(request: Request) -> None:
-    if service_of(request).settings.protect_metrics:
-        require_token(request)
 
 
 # -- representations ---------------------------------------------------------------------------
@@ -333,170 +283,6 @@ async def gateways(request: Request) -> dict[str, Any]:
     return {"items": items}
 
 
-health = APIRouter(dependencies=[Depends(require_token_for_health)], tags=["health"])
-
-
-@health.get("/healthz", summary="The process is up")
-async def healthz() -> dict[str, str]:
-    return {"status": "ok"}
-
-
-@health.get("/readyz", summary="Ready when the journal can commit now and the monitor runs; says why not")
-async def readyz(request: Request) -> JSONResponse:
-    service = service_of(request)
-    journal = service.journal.status()
-    monitor_ok = service.monitor.running
-    exporter = service.recorder.export_health()
-    ready = journal.ready and monitor_ok
-    body = {
-        "status": "ready" if ready else "unready",
-        "journal": "ok" if journal.ready else {"code": journal.code, "reason": journal.reason,
-                                                "retryAfterS": journal.retry_after_s},
-        "monitor": {"running": monitor_ok, "ticks": service.monitor.ticks, "lastTickAt": service.monitor.last_tick_at},
-        "exporter": exporter,  # a failing collector degrades this; it never makes the service unready
-        "sessions": service.store.session_count,
-    }
-    headers = {} if ready else {"Retry-After": str(max(1, journal.retry_after_s))}
-    return JSONResponse(body, status_code=200 if ready else 503, headers=headers)
-
-
-@health.get("/metrics", summary="Prometheus text exposition of every instrument")
-async def metrics(request: Request) -> Response:
-    # Rendering walks every series: off the event loop, like all work that grows with the data.
-    payload, content_type = await asyncio.to_thread(service_of(request).recorder.render_metrics)
-    scope = scope_of(request)  # set only when OPENCLAW_DIAG_PROTECT_METRICS asks for a token
-    if scope is not None:
-        payload = await asyncio.to_thread(only_gateways, payload, scope)
-    return Response(payload, media_type=content_type)
-
-
-_GATEWAY_LABEL = re.compile(rb'[{,]openclaw_gateway="((?:[^"\\]|\\.)*)"')
-
-
-def only_gateways(exposition: bytes, scope: frozenset[str]) -> bytes:
-    """The samples of the gateways in `scope`, and those of no gateway (the service's own)."""
-    # label values as the exposition format escapes them (backslash, quote, newline)
-    allowed = {gateway.encode().replace(b"\\", b"\\\\").replace(b'"', b'\\"').replace(b"\n", b"\\n")
-               for gateway in scope}
-    kept = []
-    for line in exposition.splitlines(keepends=True):
-        match = _GATEWAY_LABEL.search(line) if not line.startswith(b"#") else None
-        if match is None or match.group(1) in allowed:
-            kept.append(line)
-    return b"".join(kept)
-
-
 # -- errors ------------------------------------------------------------------------------------
 
 
-def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status, headers=headers)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [{"loc": list(error["loc"]), "msg": error["msg"]} for error in exc.errors()]
-        return JSONResponse(error_body("validation_failed", "the request is invalid", details), status_code=422)
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(error_body(code, str(exc.detail), []), status_code=exc.status_code)
-
-
-# -- OpenAPI for the raw ingest route ----------------------------------------------------------
-
-EXAMPLE_EVENTS = [
-    {"type": "session.state", "gatewayId": "gw-1", "sessionKey": "agent:main:main", "sessionId": "9bd4f10f",
-     "state": "processing", "reason": "run_started", "queueDepth": 0, "seq": 147, "ts": 1795575850871},
-    {"type": "model.call.started", "gatewayId": "gw-1", "sessionKey": "agent:main:main", "runId": "5c23b3a8",
-     "provider": "openai", "model": "gpt-5", "seq": 150, "ts": 1795575850900},
-]
-
-INGEST_OPENAPI: dict[str, Any] = {
-    "post": {
-        "tags": ["ingest"],
-        "summary": "Ingest diagnostic events (one object, a JSON array, or NDJSON)",
-        "description": (
-            "Events mirror OpenClaw's diagnostic events (see the events vocabulary in the README). "
-            "Partial success: valid events are applied even when others are rejected. Idempotent by "
-            "`eventId`, else `(gatewayId, seq, ts)`. `Content-Encoding: gzip` accepted. The 202 is sent "
-            "only after the accepted events are committed to the journal."
-        ),
-        "operationId": "ingest_events",
-        "security": [{"bearer": []}],
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/json": {
-                    "schema": {"oneOf": [{"$ref": "#/components/schemas/Event"},
-                                         {"type": "array", "items": {"$ref": "#/components/schemas/Event"}}]},
-                    "examples": {"batch": {"summary": "A batch", "value": EXAMPLE_EVENTS},
-                                 "single": {"summary": "One event", "value": EXAMPLE_EVENTS[0]}},
-                },
-                "application/x-ndjson": {
-                    "schema": {"type": "string"},
-                    "example": "\n".join(orjson.dumps(e).decode() for e in EXAMPLE_EVENTS),
-                },
-            },
-        },
-        "responses": {
-            "202": {"description": "Accepted (possibly partially)", "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/IngestResult"},
-                "example": {"accepted": 2, "duplicates": 0, "ignored": 0, "rejected": []}}}},
-            "400": {"description": "The body cannot be parsed", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-            "401": {"description": "Missing or wrong bearer token", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-            "413": {"description": "Body or batch too large", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-            "415": {"description": "Unsupported content type or encoding", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
-            "422": {"description": "Every event was rejected", "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/Error"},
-                "example": {"error": {"code": "validation_failed", "message": "all 1 events were rejected",
-                                      "details": [{"loc": ["body", 0, "sessionKey"], "msg": "sessionKey, sessionId or runId is required"}]}}}}},
-            "503": {"description": "The journal cannot commit; nothing was acknowledged"},
-        },
-    }
-}
-
-RECOVERY_WEBHOOK_DOC = (
-    "Recovery webhook (OPENCLAW_DIAG_RECOVERY_MODE=webhook): the service POSTs "
-    "`{gatewayId, sessionKey, sessionId, ageMs, queueDepth, expectedState, stateGeneration, reason, "
-    "activeWorkKind, allowActiveAbort, requestedAt}` to OPENCLAW_DIAG_RECOVERY_WEBHOOK_URL ({gatewayId} "
-    "replaced by a safe label only; per-gateway OPENCLAW_DIAG_RECOVERY_WEBHOOK_URLS first). The gateway answers 200 with `{status, action, outcomeReason?, released?, queuedCount?, "
-    "aborted?, drained?, forceCleared?}` — status/action one of aborted/abort_embedded_run, "
-    "released/release_lane, skipped/observe_only|keep_lane, noop/none, failed/none. Anything else is "
-    "recorded as failed/none/exception. No automatic retry."
-)
-
-
-def install_openapi(app: FastAPI) -> None:
-    def openapi() -> dict[str, Any]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
-        (event_schema,), components = msgspec.json.schema_components([Event], ref_template="#/components/schemas/{name}")
-        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-        schemas.update(components)
-        schemas["IngestResult"] = {
-            "type": "object",
-            "properties": {
-                "accepted": {"type": "integer"}, "duplicates": {"type": "integer"}, "ignored": {"type": "integer"},
-                "rejected": {"type": "array", "items": {"type": "object", "properties": {
-                    "index": {"type": "integer"}, "errors": {"type": "array", "items": {"type": "object"}}}}},
-            },
-        }
-        schemas["Error"] = {
-            "type": "object",
-            "properties": {"error": {"type": "object", "properties": {
-                "code": {"type": "string"}, "message": {"type": "string"},
-                "details": {"type": "array", "items": {"type": "object", "properties": {
-                    "loc": {"type": "array", "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]}},
-                    "msg": {"type": "string"}}}}}}},
-        }
-        schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
-        schema["paths"] = {INGEST_PATH: INGEST_OPENAPI, **schema["paths"]}
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

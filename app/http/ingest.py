@@ -1,29 +1,37 @@
 """POST /v1/events: the hot path, as a raw ASGI endpoint (README, "HTTP API"; docs/security.md).
 
 FastAPI's per-request machinery costs more than the whole of decoding and applying a batch, so
-the app serves ingest ahead of its middleware stack and router (app.main.DiagnosticsApp); its
-schema is added to the OpenAPI document by hand (app/api.py). Everything a client sends ends as a 2xx or a 4xx with the error envelope.
+the app serves ingest ahead of its middleware stack and router (app/http/application.py); its
+schema is added to the OpenAPI document by hand (app/http/openapi.py). Everything a client sends ends as a 2xx or a 4xx with the error envelope.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 import zlib
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from app.events import BodyError, Decoded, DecodeSteps, Event, Rejection, TooManyEvents, json_steps, ndjson_steps
+from app.events import (
+    BodyError,
+    Decoded,
+    DecodeSteps,
+    Rejection,
+    TooManyEvents,
+    json_steps,
+    ndjson_steps,
+)
+from app.http.auth import authorize
+from app.http.errors import ApiError, error_body
+from app.intake import accept_events, rejected_counts
 from app.journal_interface import JournalError, JournalStatus
-from app.records import events_record
-from app.store import ACCEPTED, DUPLICATE, IGNORED, REJECTED, DEFAULT_GATEWAY, ApplyResult, dedupe_key
+from app.store import ACCEPTED, DUPLICATE, IGNORED
 
 if TYPE_CHECKING:
-    from app.main import Service
+    from app.service import Service
 
 DECODE_SLICE_S = 0.001  # decoding on the loop, between two yields
 
@@ -39,34 +47,6 @@ _NDJSON_TYPES = frozenset({b"application/x-ndjson", b"application/ndjson", b"app
                            b"application/x-jsonlines"})
 
 
-class ClientError(Exception):
-    def __init__(self, status: int, code: str, message: str, details: list[dict[str, Any]] | None = None,
-                 headers: list[tuple[bytes, bytes]] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = error_body(code, message, details or [])
-        self.headers = headers or []
-
-
-def error_body(code: str, message: str, details: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details}}
-
-
-def authorize(tokens: dict[str, frozenset[str] | None], header: bytes | None) -> tuple[bool, frozenset[str] | None]:
-    """Constant-time check of `Authorization: Bearer <token>`; returns (ok, the gateways it is bound to)."""
-    if not tokens:
-        return True, None
-    if not header or not header[:7].lower() == b"bearer ":
-        return False, None
-    offered = header[7:].strip()
-    if not offered:
-        return False, None
-    match: frozenset[str] | None = None
-    ok = False
-    for token, gateways in tokens.items():
-        if hmac.compare_digest(offered, token.encode()):
-            ok, match = True, gateways
-    return ok, match
 
 
 async def serve_ingest(service: Service, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -74,9 +54,9 @@ async def serve_ingest(service: Service, scope: dict[str, Any], receive: Any, se
     headers: list[tuple[bytes, bytes]] = []
     try:
         if scope["method"] != "POST":
-            raise ClientError(405, "method_not_allowed", "use POST", headers=[(b"allow", b"POST")])
+            raise ApiError(405, "method_not_allowed", "use POST", headers=[(b"allow", b"POST")])
         status, body = await ingest(service, scope, receive)
-    except ClientError as exc:
+    except ApiError as exc:
         status, body, headers = exc.status, exc.body, exc.headers
     except JournalError as exc:
         # the writer logs the failure once; each refused request is counted
@@ -111,7 +91,7 @@ async def _read_body(receive: Any, limit: int, timeout_ms: int) -> bytes:
             while True:
                 message = await receive()
                 if message["type"] == "http.disconnect":
-                    raise ClientError(400, "client_disconnected", "the client went away before the body was read")
+                    raise ApiError(400, "client_disconnected", "the client went away before the body was read")
                 chunk = message.get("body", b"")
                 size += len(chunk)
                 if size > limit:
@@ -120,17 +100,17 @@ async def _read_body(receive: Any, limit: int, timeout_ms: int) -> bytes:
                 if not message.get("more_body", False):
                     return b"".join(chunks)
     except TimeoutError:
-        raise ClientError(408, "request_timeout",
+        raise ApiError(408, "request_timeout",
                           f"the body did not arrive within {timeout_ms} ms (OPENCLAW_DIAG_BODY_TIMEOUT_MS)",
                           headers=[(b"connection", b"close")]) from None
 
 
-def _too_large(limit: int) -> ClientError:
-    return ClientError(413, "payload_too_large", f"the body is larger than {limit} bytes (OPENCLAW_DIAG_MAX_BODY_BYTES)")
+def _too_large(limit: int) -> ApiError:
+    return ApiError(413, "payload_too_large", f"the body is larger than {limit} bytes (OPENCLAW_DIAG_MAX_BODY_BYTES)")
 
 
-def _too_many(count: int, limit: int) -> ClientError:
-    return ClientError(413, "batch_too_large", f"{count} events; at most {limit} (OPENCLAW_DIAG_MAX_BATCH_EVENTS)")
+def _too_many(count: int, limit: int) -> ApiError:
+    return ApiError(413, "batch_too_large", f"{count} events; at most {limit} (OPENCLAW_DIAG_MAX_BATCH_EVENTS)")
 
 
 def _gunzip(data: bytes, limit: int) -> bytes:
@@ -142,15 +122,15 @@ def _gunzip(data: bytes, limit: int) -> bytes:
     try:
         out = decompressor.decompress(data, cap + 1)
     except zlib.error as exc:
-        raise ClientError(400, "invalid_body", f"the gzip body cannot be decompressed: {exc}") from None
+        raise ApiError(400, "invalid_body", f"the gzip body cannot be decompressed: {exc}") from None
     if cap < limit and (len(out) > cap or decompressor.unconsumed_tail):
-        raise ClientError(413, "payload_too_large",
+        raise ApiError(413, "payload_too_large",
                           f"the gzip body inflates more than {MAX_INFLATION}x ({len(data)} bytes sent); "
                           "send it less compressed or in smaller batches")
     if len(out) > limit or decompressor.unconsumed_tail:
         raise _too_large(limit)
     if not decompressor.eof:
-        raise ClientError(400, "invalid_body", "the gzip body is truncated")
+        raise ApiError(400, "invalid_body", "the gzip body is truncated")
     return out
 
 
@@ -179,8 +159,8 @@ async def ingest(service: Service, scope: dict[str, Any], receive: Any) -> tuple
     home = next(iter(bound)) if bound is not None and len(bound) == 1 else None
     if not ok:
         if authorize(service.reading_tokens, header)[0]:
-            raise ClientError(403, "forbidden", "this token may read but not send events (OPENCLAW_DIAG_INGEST_TOKENS)")
-        raise ClientError(401, "unauthorized", "a valid bearer token is required",
+            raise ApiError(403, "forbidden", "this token may read but not send events (OPENCLAW_DIAG_INGEST_TOKENS)")
+        raise ApiError(401, "unauthorized", "a valid bearer token is required",
                           headers=[(b"www-authenticate", b"Bearer")])
     journal_status = service.journal.status()
     if not journal_status.ready:
@@ -191,11 +171,11 @@ async def ingest(service: Service, scope: dict[str, Any], receive: Any) -> tuple
     elif content_type in _JSON_TYPES:
         steps = json_steps
     else:
-        raise ClientError(415, "unsupported_media_type",
+        raise ApiError(415, "unsupported_media_type",
                           "send Content-Type: application/json (an event or an array) or application/x-ndjson")
     encoding = headers.get(b"content-encoding", b"identity").strip().lower()
     if encoding not in (b"identity", b"gzip", b""):
-        raise ClientError(415, "unsupported_media_type", "Content-Encoding must be gzip or identity")
+        raise ApiError(415, "unsupported_media_type", "Content-Encoding must be gzip or identity")
     length = headers.get(b"content-length")
     limit = settings.max_body_bytes
     if length is not None and length.isdigit() and int(length) > limit and encoding != b"gzip":
@@ -206,15 +186,15 @@ async def ingest(service: Service, scope: dict[str, Any], receive: Any) -> tuple
     try:
         decoded = await _in_slices(steps(body, settings.max_batch_events))
     except BodyError as exc:
-        raise ClientError(400, "invalid_json", f"the body cannot be parsed: {exc}") from None
+        raise ApiError(400, "invalid_json", f"the body cannot be parsed: {exc}") from None
     except TooManyEvents as exc:
         raise _too_many(exc.count, settings.max_batch_events) from None
     bind_gateways(decoded, bound)
     if decoded.total and not decoded.events:
-        service.recorder.events_counted(_rejected_counts(decoded, home))
+        service.recorder.events_counted(rejected_counts(decoded, home))
         details = [error for rejection in decoded.rejected for error in rejection.errors]
-        raise ClientError(422, "validation_failed", f"all {decoded.total} events were rejected", details)
-    counts = await apply_events(service, decoded, home)
+        raise ApiError(422, "validation_failed", f"all {decoded.total} events were rejected", details)
+    counts = await accept_events(service, decoded, home)
     return 202, {
         "accepted": counts[ACCEPTED],
         "duplicates": counts[DUPLICATE],
@@ -244,80 +224,10 @@ def bind_gateways(decoded: Decoded, bound: frozenset[str] | None) -> None:
     decoded.events = kept
 
 
-def _refused(service: Service, status: JournalStatus) -> ClientError:
+def _refused(service: Service, status: JournalStatus) -> ApiError:
     service.recorder.journal_refused(status.code or "journal_unavailable")
-    return ClientError(503, status.code or "journal_unavailable",
+    return ApiError(503, status.code or "journal_unavailable",
                        f"nothing was applied or acknowledged: {status.reason}; retry later",
                        headers=[(b"retry-after", str(max(1, status.retry_after_s)).encode())])
 
 
-def _rejected_counts(decoded: Decoded, gateway: str | None) -> Counter[tuple[str, str, str]]:
-    # a gateway-bound token decides; else the gateway the event named, if it could be read
-    return Counter(
-        (gateway or rejection.gateway or DEFAULT_GATEWAY, rejection.type, REJECTED) for rejection in decoded.rejected
-    )
-
-
-async def apply_events(service: Service, decoded: Decoded, home: str | None) -> dict[str, int]:
-    """Journal the valid events as one record, and once it is committed and applied, feed
-    telemetry. Returns outcome counts.
-
-    An event whose idempotency key the store already holds is a duplicate of a committed one
-    and is not journaled again; any other repeat (of an event still being committed, or within
-    this body) is journaled and found a duplicate when applied, in journal order
-    (app/records.py), so an event is never a "duplicate" of one that was not committed.
-    """
-    store = service.store
-    recorder = service.recorder
-    now = service.clock.now_ms()
-    per_type: dict[tuple[str, str, str], int] = {}  # plain dicts: a Counter costs on the hot path
-    fresh: list[Event] = []
-    indexes: list[int] = []
-    seen = store.dedupe.seen
-    for index, event in decoded.events:
-        gateway = event.gatewayId or DEFAULT_GATEWAY
-        event.gatewayId = gateway
-        key = dedupe_key(gateway, event)
-        if key is not None and seen(key, now):
-            counted = (gateway, event.type, DUPLICATE)
-            per_type[counted] = per_type.get(counted, 0) + 1
-        else:
-            fresh.append(event)
-            indexes.append(index)
-    results: list[ApplyResult] = []
-    if fresh:
-        future = service.journal.submit(events_record(fresh, now))
-        assert future is not None
-        results = await future
-    for index, event, result in zip(indexes, fresh, results):
-        gateway = event.gatewayId or DEFAULT_GATEWAY
-        outcome = result.outcome
-        if outcome == REJECTED:  # refused when applied: the gateway bound (counted with the rest below)
-            decoded.rejected.append(Rejection(index, [{
-                "loc": ["body", index, "gatewayId"],
-                "msg": f"{service.settings.max_gateways} gateways, all with sessions: no room for a new one "
-                       "(OPENCLAW_DIAG_MAX_GATEWAYS)",
-            }], event.type, gateway))
-            continue
-        counted = (gateway, event.type, outcome)
-        per_type[counted] = per_type.get(counted, 0) + 1
-        if outcome != ACCEPTED:
-            continue
-        if result.clamped:
-            recorder.clock_clamped(gateway)
-        if event.type == "session.state":
-            recorder.session_state(gateway, event.state or "idle", event.reason)
-        elif result.forwarder_dropped:
-            recorder.forwarder_dropped(gateway, result.forwarder_dropped)
-        recorder.event_applied(event, gateway)
-    if decoded.rejected:
-        for counted, count in _rejected_counts(decoded, home).items():
-            per_type[counted] = per_type.get(counted, 0) + count
-    recorder.events_counted(per_type)
-    outcomes = dict.fromkeys((ACCEPTED, DUPLICATE, IGNORED, REJECTED), 0)
-    for (_, _, outcome), count in per_type.items():
-        outcomes[outcome] += count
-    for gateway in {gateway for gateway, _, _ in per_type}:
-        service.check_skew(gateway, now)
-    service.report_bounds()
-    return outcomes
