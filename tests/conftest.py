@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_process import FakeGatewayWebhook, ServiceProcess
+
+from tests.support.service_process import FakeGatewayWebhook, ServiceProcess
 
 
 class ServiceFactory:

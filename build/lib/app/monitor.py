@@ -1,0 +1,364 @@
+"""The monitor: owns time, scans candidate sessions, reports and decides recovery (README, "How it decides")."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from app.classifier import (
+    AttentionResult,
+    classify_session_attention,
+    is_terminal_progress_reason,
+)
+from app.journal_interface import JournalError
+from app.records import Record, eviction_record, memory_record
+from app.settings import Settings
+from app.store import IDLE, PROCESSING, Attention, GatewayInfo, Session, Store
+
+log = logging.getLogger("openclaw.diagnostics.monitor")
+
+# The scan yields to the event loop after this much time (checked every few sessions).
+SCAN_SLICE_S = 0.002
+SCAN_CHECK_EVERY = 64
+LATE_TICK_MS = 1_000
+EVICTION_SLICE = 1_000  # sessions in one eviction record: applying one holds the loop only briefly
+# An eviction wave is spread over ticks: choosing and applying a million at once would stall ingest.
+EVICTIONS_PER_TICK = 50_000
+
+
+class Clock(Protocol):
+    def now_ms(self) -> int: ...
+
+    async def sleep_until(self, at_ms: int) -> None: ...
+
+
+class SystemClock:
+    def now_ms(self) -> int:
+        return time.time_ns() // 1_000_000
+
+    async def sleep_until(self, at_ms: int) -> None:
+        delay = (at_ms - self.now_ms()) / 1000
+        await asyncio.sleep(max(0.0, delay))
+
+
+class JournalLike(Protocol):
+    """Where the monitor's decisions go: applied to the store once committed (app/records.py)."""
+
+    def submit(self, record: Record, *, wait: bool = True) -> asyncio.Future[Any] | None: ...
+
+
+class RecoveryRequester(Protocol):
+    def request(self, session: Session, request: dict[str, Any]) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorConfig:
+    warn_ms: int
+    abort_ms: int
+    scan_interval_ms: int = 5_000
+    stalled_report_interval_ms: int = 30_000
+    gateway_silence_ms: int = 90_000
+    session_idle_ttl_ms: int = 1_800_000
+    max_sessions: int = 1_000_000
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: int) -> MonitorConfig:
+        fields = {
+            "warn_ms": settings.warn_ms,
+            "abort_ms": settings.abort_ms,
+            "scan_interval_ms": settings.scan_interval_ms,
+            "stalled_report_interval_ms": settings.stalled_report_interval_ms,
+            "gateway_silence_ms": settings.gateway_silence_ms,
+            "session_idle_ttl_ms": settings.session_idle_ttl_ms,
+            "max_sessions": settings.max_sessions,
+        }
+        return cls(**{**fields, **overrides})
+
+
+Listener = Callable[[str, dict[str, Any]], None]
+
+
+class Monitor:
+    def __init__(
+        self,
+        store: Store,
+        config: MonitorConfig,
+        *,
+        clock: Clock,
+        journal: JournalLike,
+        recovery: RecoveryRequester,
+        recorder: Any,
+        warm_until: int | None = None,
+    ) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self.journal = journal
+        self.recovery = recovery
+        self.recorder = recorder
+        # After a start that restored sessions, no recovery until this service time.
+        self.warm_until = warm_until
+        self.listeners: list[Listener] = []
+        self.ticks = 0
+        self.last_tick_at: int | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self.run(), name="openclaw-monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def run(self, after_tick: Callable[[], Awaitable[None]] | None = None) -> None:
+        scheduled = self.clock.now_ms()
+        while True:
+            await self.clock.sleep_until(scheduled)
+            started = self.clock.now_ms()
+            lag = max(0, started - scheduled)
+            try:
+                await self.tick(started, lag)
+            except Exception:  # one bad tick must not end monitoring
+                log.exception("monitor tick failed")
+            if after_tick is not None:
+                await after_tick()
+            scheduled += self.config.scan_interval_ms
+            if scheduled < self.clock.now_ms() - self.config.scan_interval_ms:
+                scheduled = self.clock.now_ms()  # overran by more than a tick: do not burst
+
+    # -- one tick ---------------------------------------------------------------------------
+
+    async def tick(self, now: int | None = None, lag_ms: int = 0) -> None:
+        now = self.clock.now_ms() if now is None else now
+        begun = time.perf_counter()
+        allow_recovery = lag_ms <= LATE_TICK_MS
+        store = self.store
+        gateways = store.gateways
+        slice_ends = time.perf_counter() + SCAN_SLICE_S
+        for visited, session in enumerate(list(store.candidates), 1):
+            if visited % SCAN_CHECK_EVERY == 0 and time.perf_counter() > slice_ends:
+                await asyncio.sleep(0)  # let ingest in: the scan never holds the loop for long
+                slice_ends = time.perf_counter() + SCAN_SLICE_S
+            if session not in store.candidates:
+                continue  # changed or evicted while the scan yielded
+            self._visit(session, gateways[session.gateway], now, allow_recovery)
+        self.ticks += 1
+        self.last_tick_at = now
+        self.recorder.scan_finished((time.perf_counter() - begun) * 1000, lag_ms)
+        # eviction after the scan, within half a tick: the verdicts never wait for it
+        await self._evict(now, begun + self.config.scan_interval_ms / 2000)
+
+    def _visit(self, session: Session, info: GatewayInfo, now: int, allow_recovery: bool) -> None:
+        cfg = self.config
+        warn = cfg.warn_ms
+        gateway_now = info.now(now)
+        age = gateway_now - session.last_activity
+        activity = session.activity
+        # The considered-session rule, decided before any snapshot is built (most candidates
+        # are fresh): markers are exactly "a kind is set or an embedded run is active".
+        idle_queued_stall = (
+            session.state == IDLE
+            and session.queue_depth > 0
+            and activity is not None
+            and activity.has_markers()
+            and activity.last_progress_at is not None
+            and gateway_now - activity.last_progress_at > warn
+        )
+        if not ((session.state == PROCESSING and age > warn) or idle_queued_stall):
+            if session.attention is not None:
+                self.journal.submit(memory_record(
+                    session, None, session.last_stuck_warn_age,
+                    session.last_long_running_warn_age, session.stalled_reported_at,
+                ), wait=False)
+            return
+        snapshot = session.snapshot(gateway_now)
+        progress_age = snapshot.last_progress_age_ms
+        result = classify_session_attention(
+            state=session.state,  # type: ignore[arg-type]
+            queue_depth=session.queue_depth,
+            activity=snapshot,
+            stale_ms=warn,
+        )
+        if idle_queued_stall:
+            attention_age = progress_age if progress_age is not None else age
+        else:
+            attention_age = age
+        previous = session.attention
+        same = (
+            previous is not None
+            and previous.event_type == result.event_type
+            and previous.reason == result.reason
+            and previous.active_work_kind == result.active_work_kind
+        )
+        attention = Attention(
+            result.event_type,
+            result.reason,
+            result.classification,
+            result.active_work_kind,
+            result.recovery_eligible,
+            attention_age,
+            previous.since if same and previous is not None else gateway_now,
+        )
+        stuck_age = session.last_stuck_warn_age
+        long_age = session.last_long_running_warn_age
+        stalled_at = session.stalled_reported_at
+        report = False
+        if result.event_type == "session.stalled":
+            if stalled_at is None or gateway_now - stalled_at >= cfg.stalled_report_interval_ms:
+                report = True
+                stalled_at = gateway_now
+        else:
+            remembered = stuck_age if result.event_type == "session.stuck" else long_age
+            allowed = warn if remembered is None else max(remembered + warn, 2 * remembered)
+            if attention_age >= allowed:
+                report = True
+                if result.event_type == "session.stuck":
+                    stuck_age = attention_age
+                else:
+                    long_age = attention_age
+        if report or not same:
+            self.journal.submit(memory_record(session, attention, stuck_age, long_age, stalled_at), wait=False)
+        else:
+            previous.age_ms = attention_age  # derived, recomputed every tick: not journaled
+        if not report:
+            return  # suppressed: nothing reported, no recovery this tick
+        silent = now - info.last_heard > cfg.gateway_silence_ms
+        warming = self.warm_until is not None and now < self.warm_until
+        payload = self._attention_payload(session, result, snapshot, attention_age, silent, warming)
+        self.recorder.attention_reported(payload)
+        self._notify("attention", payload)
+        if silent or warming or not allow_recovery:
+            return
+        request = self._recovery_request(session, result, snapshot, attention_age, gateway_now)
+        if request is not None:
+            self._notify("recovery", request)
+            self.recovery.request(session, request)
+
+    def _recovery_request(
+        self, session: Session, result: AttentionResult, snapshot: Any, attention_age: int, gateway_now: int
+    ) -> dict[str, Any] | None:
+        if result.recovery_eligible:
+            return _request(session, result, attention_age, gateway_now, None, False)
+        if result.event_type != "session.stalled":
+            return None
+        abort = self.config.abort_ms
+        kind = result.active_work_kind
+        lp = snapshot.last_progress_age_ms or 0
+        eligible = (
+            (result.classification == "stalled_agent_run" and kind == "embedded_run" and attention_age >= abort)
+            or (
+                result.classification == "blocked_tool_call"
+                and kind == "tool_call"
+                and (snapshot.active_tool_age_ms or 0) >= abort
+                and lp >= abort
+            )
+            or (
+                result.classification == "stalled_agent_run"
+                and kind == "model_call"
+                and snapshot.has_active_embedded_run is True
+                and lp >= abort
+            )
+        )
+        if not eligible:
+            return None  # between warn and abort a stalled run is observe-only
+        return _request(session, result, attention_age, gateway_now, kind, True)
+
+    def _attention_payload(
+        self, session: Session, result: AttentionResult, snapshot: Any, attention_age: int,
+        silent: bool, warming: bool,
+    ) -> dict[str, Any]:
+        return {
+            "eventType": result.event_type,
+            "sessionKey": session.session_key,
+            "sessionId": session.session_id,
+            "gatewayId": session.gateway,
+            "state": session.state,
+            "ageMs": attention_age,
+            "queueDepth": session.queue_depth,
+            "reason": result.reason,
+            "classification": result.classification,
+            "activeWorkKind": result.active_work_kind,
+            "lastProgressAgeMs": snapshot.last_progress_age_ms,
+            "lastProgressReason": snapshot.last_progress_reason,
+            "activeToolName": snapshot.active_tool_name,
+            "activeToolCallId": snapshot.active_tool_call_id,
+            "activeToolAgeMs": snapshot.active_tool_age_ms,
+            "terminalProgressStale": is_terminal_progress_reason(snapshot.last_progress_reason),
+            "gatewaySilent": silent,
+            "warmingUp": warming,
+        }
+
+    def _notify(self, kind: str, payload: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            listener(kind, payload)
+
+    # -- eviction ---------------------------------------------------------------------------
+
+    async def _evict(self, now: int, until: float) -> None:
+        """TTL and cap eviction after the scan, one slice at a time: each slice's record is
+        committed and applied before the next is chosen, so a wave of evictions never queues
+        ahead of the ingest requests behind it; it stops at `until` (perf_counter) so the
+        tick ends in time, and goes on at the next one."""
+        store = self.store
+        cfg = self.config
+        budget = EVICTIONS_PER_TICK
+        while budget > 0 and time.perf_counter() < until:
+            chunk = store.evictable(lambda info: info.now(now), cfg.session_idle_ttl_ms, min(budget, EVICTION_SLICE))
+            if not chunk:
+                break
+            budget -= EVICTION_SLICE
+            await self._evict_slice(chunk, "ttl")
+        excess = min(store.session_count - cfg.max_sessions, budget)
+        if excess > 0 and time.perf_counter() < until:
+            await self._evict_slice(store.least_recently_active(excess), "cap")
+
+    async def _evict_slice(self, sessions: list[Session], reason: str) -> None:
+        """One record per gateway; counted as the records apply (an event in between keeps its
+        session; a record that was not committed evicts nothing)."""
+        by_gateway: dict[str, list[Session]] = {}
+        for session in sessions:
+            by_gateway.setdefault(session.gateway, []).append(session)
+        for gateway, chosen in by_gateway.items():
+            for start in range(0, len(chosen), EVICTION_SLICE):
+                future = self.journal.submit(eviction_record(gateway, chosen[start:start + EVICTION_SLICE]))
+                assert future is not None
+                try:
+                    evicted = await future
+                except JournalError:
+                    return  # chosen again once the journal commits
+                if evicted:
+                    self.recorder.sessions_evicted(reason, len(evicted))
+
+
+def _request(
+    session: Session, result: AttentionResult, attention_age: int, gateway_now: int,
+    kind: str | None, allow_abort: bool,
+) -> dict[str, Any]:
+    return {
+        "gatewayId": session.gateway,
+        "sessionKey": session.session_key,
+        "sessionId": session.session_id,
+        "ageMs": attention_age,
+        "queueDepth": session.queue_depth,
+        "expectedState": session.state,
+        "stateGeneration": session.generation,
+        "reason": result.reason,
+        "activeWorkKind": kind,
+        "allowActiveAbort": allow_abort,
+        "requestedAt": gateway_now,
+    }

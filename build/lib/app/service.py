@@ -1,0 +1,191 @@
+"""The service's core, wired: store, journal, monitor, recovery and telemetry, opened and closed
+together. It knows nothing of HTTP; app/main.py puts an HTTP face on it (app/http/).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import sys
+from collections import Counter
+from collections.abc import Iterable
+
+from app.journal import Journal
+from app.journal_interface import JournalError
+from app.monitor import Clock, Monitor, MonitorConfig, SystemClock
+from app.recovery import Executor, ObserveExecutor, RecoveryCoordinator, WebhookExecutor
+from app.settings import Settings
+from app.store import GatewayInfo, Store
+from app.webhook_address import AddressBook
+from telemetry.record import GatewayStatus, LiveSources, Recorder, SessionCount
+from telemetry.setup import build_recorder
+
+SWITCH_INTERVAL_S = 0.001  # see Service.open
+
+log = logging.getLogger("openclaw.diagnostics")
+
+SKEW_WARNING_EVERY_MS = 600_000
+_ATTENTION_LABEL = {"session.long_running": "long_running", "session.stalled": "stalled", "session.stuck": "stuck"}
+
+
+def recorder_for(settings: Settings) -> Recorder:
+    return build_recorder(gateway_attribute=settings.gateway_attribute,
+                          cardinality_limit=settings.metric_cardinality_limit)
+
+
+def build_executor(settings: Settings) -> Executor:
+    if settings.recovery_mode == "webhook":
+        addresses = AddressBook(settings.recovery_webhook_url, settings.recovery_webhook_token,
+                                settings.recovery_webhook_urls, settings.recovery_webhook_tokens,
+                                settings.recovery_gateways)
+        return WebhookExecutor(addresses, settings.recovery_timeout_ms)
+    return ObserveExecutor()
+
+
+class Service:
+    """Everything the running service owns, created and closed by the app's lifespan."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None, recorder: Recorder | None = None) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.recorder = recorder or recorder_for(settings)
+        self.tokens = settings.tokens()  # who may send events
+        self.reading_tokens = settings.reading_tokens()  # who may read, and which gateways
+        self.journal = Journal(settings.data_dir, max_bytes=settings.journal_max_bytes,
+                               retention_ms=settings.journal_retention_ms, max_rows=settings.journal_max_rows)
+        self.store = Store(max_clock_skew_ms=settings.max_clock_skew_ms, tracker=self.journal.tracker,
+                           max_gateways=settings.max_gateways)
+        self.coordinator: RecoveryCoordinator
+        self.monitor: Monitor
+        self._checkpointer: asyncio.Task[None] | None = None
+        self._switch_interval: float | None = None
+        self._skew_warned: dict[str, int] = {}
+        self._bounds_reported: Counter[str] = Counter()
+
+    async def open(self) -> None:
+        restored = await asyncio.to_thread(self.journal.open, self.store)
+        settings = self.settings
+        now = self.clock.now_ms()
+        self.coordinator = RecoveryCoordinator(
+            self.store, self.journal, self.recorder, build_executor(settings),
+            now_ms=self.clock.now_ms, concurrency=settings.recovery_concurrency,
+            timeout_ms=settings.recovery_timeout_ms + 1_000,
+        )
+        self.monitor = Monitor(
+            self.store,
+            MonitorConfig.from_settings(settings),
+            clock=self.clock,
+            journal=self.journal,
+            recovery=self.coordinator,
+            recorder=self.recorder,
+            # Events may have been missed while the service was down: no recovery for one warn.
+            warm_until=now + settings.warn_ms if restored else None,
+        )
+        interrupted = await self.coordinator.complete_interrupted()
+        if restored:
+            # A restored store is millions of long-lived objects: keep the cyclic GC from
+            # walking them all again (a full collection would stall the loop for ~0.5 s).
+            gc.collect()
+            gc.freeze()
+        if restored:
+            log.info("restored %d sessions from %s (%d recoveries interrupted)",
+                     self.store.session_count, self.journal.path, interrupted)
+        self.recorder.bind(LiveSources(sessions=self.session_counts, gateways=self.gateway_statuses))
+        # The journal's writer thread needs the GIL a dozen times per group commit (every SQLite
+        # call gives it back). While the loop is busy with CPU-bound work (decoding a large body,
+        # applying a batch), each time it waits the interpreter's switch interval: at the default
+        # 5 ms one commit took ~100 ms, and a paced client's p99 grew to 5 s while another sent
+        # bodies of 10,000 invalid events (bench/attacks.py, bad_batches). At 1 ms: 0.2 s, with
+        # no loss of throughput (0.5 ms: 40 ms, but single-event ingest ran 25% slower).
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
+        self.monitor.start()
+        self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="openclaw-checkpoint")
+
+    async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._checkpointer.cancel()
+            await asyncio.gather(self._checkpointer, return_exceptions=True)
+        await self.monitor.stop()
+        await self.coordinator.aclose()
+        try:
+            await self._checkpoint()
+        finally:
+            await asyncio.to_thread(self.journal.close)
+            self.recorder.shutdown()
+            if self._switch_interval is not None:
+                sys.setswitchinterval(self._switch_interval)
+
+    async def _checkpoint(self) -> None:
+        await self.journal.checkpoint(self.clock.now_ms())
+
+    async def _checkpoint_loop(self) -> None:
+        interval = self.settings.checkpoint_interval_ms / 1000
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._checkpoint()
+            except JournalError:
+                continue  # logged by the journal; what it took is the next checkpoint's to write
+            # The store is millions of long-lived objects: a full cyclic collection walking them
+            # all stalls the loop for ~0.5-1 s per million sessions (bench/ack_latency.py). After
+            # the young generations are collected, what survives is moved out of the collector's
+            # sight; the sessions have no reference cycles, and evicted ones are still freed by
+            # reference counting.
+            gc.collect(1)
+            gc.freeze()
+
+    # -- views the API and telemetry share ---------------------------------------------------
+
+    def gateway_now(self, gateway_id: str) -> int:
+        now = self.clock.now_ms()
+        info = self.store.gateways.get(gateway_id)
+        return info.now(now) if info else now
+
+    def check_skew(self, gateway_id: str, now: int) -> None:
+        """Log (at most every 10 minutes per gateway) a clock skew beyond the allowed one."""
+        info = self.store.gateways.get(gateway_id)
+        if info is None or abs(info.skew_ms) <= self.settings.max_clock_skew_ms:
+            return
+        if now - self._skew_warned.get(gateway_id, -SKEW_WARNING_EVERY_MS) < SKEW_WARNING_EVERY_MS:
+            return
+        self._skew_warned[gateway_id] = now
+        log.warning("gateway %r: clock skew %d ms (events arrive that much later than their ts); "
+                    "ages are taken in the gateway's clock", gateway_id, info.skew_ms)
+
+    def report_bounds(self) -> None:
+        """What the store's bounds dropped since the last report, to telemetry."""
+        evictions = self.store.bounded_evictions
+        if evictions == self._bounds_reported:
+            return
+        for structure, count in evictions.items():
+            self.recorder.bounded_evicted(structure, count - self._bounds_reported[structure])
+        self._bounds_reported = Counter(evictions)
+
+    def is_silent(self, info: GatewayInfo, now: int) -> bool:
+        return now - info.last_heard > self.settings.gateway_silence_ms
+
+    def session_counts(self) -> Iterable[SessionCount]:
+        under: Counter[tuple[str, str, str, str]] = Counter()
+        for session in list(self.store.candidates):
+            attention = session.attention
+            if attention is not None:
+                under[(session.gateway, session.state, _ATTENTION_LABEL[attention.event_type], attention.reason)] += 1
+        flagged: Counter[tuple[str, str]] = Counter()
+        rows = []
+        for (gateway, state, label, reason), count in under.items():
+            flagged[(gateway, state)] += count
+            rows.append(SessionCount(gateway, state, label, reason, count))
+        for (gateway, state), count in list(self.store.state_counts.items()):
+            rest = count - flagged[(gateway, state)]
+            if rest > 0 or count:
+                rows.append(SessionCount(gateway, state, "none", None, max(0, rest)))
+        return rows
+
+    def gateway_statuses(self) -> Iterable[GatewayStatus]:
+        now = self.clock.now_ms()
+        return [
+            GatewayStatus(info.gateway_id, self.is_silent(info, now), info.skew_ms, info.forwarder_queued)
+            for info in list(self.store.gateways.values())
+        ]

@@ -1,0 +1,169 @@
+"""Service settings: environment variables prefixed OPENCLAW_DIAG_ (README, "Configuration")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.tokens import parse_tokens
+from app.webhook_address import parse_pairs
+
+ENV_PREFIX = "OPENCLAW_DIAG_"
+
+
+class SettingsError(Exception):
+    """A setting is wrong; the message names the environment variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    host: str = Field("127.0.0.1", description="Address to bind.")
+    port: int = Field(8080, ge=1, le=65535, description="Port to bind.")
+    data_dir: Path = Field(Path("./data"), description="Journal and lock live here.")
+
+    ingest_tokens: str = Field(
+        "",
+        description="Comma-separated bearer tokens; `token=gatewayId` binds a token to one gateway.",
+    )
+    allowed_hosts: str = Field(
+        "", description="Host header values answered (comma-separated, any port); unset: localhost, 127.0.0.1, "
+                        "[::1] and the bind address; * answers every name.",
+    )
+    read_tokens: str = Field(
+        "", description="Tokens for the read endpoints and the page, as INGEST_TOKENS (name:token=gw1|gw2).",
+    )
+    operator_tokens: str = Field(
+        "", description="Tokens for reading and (with the operator actions) acting, as INGEST_TOKENS.",
+    )
+    protect_metrics: bool = Field(False, description="Require a token on /healthz, /readyz, /metrics.")
+
+    stuck_session_warn_ms: int = Field(120_000, description="Warn threshold (stale_ms).")
+    stuck_session_abort_ms: int | None = Field(
+        None, description="Abort threshold; unset: max(300000, 3*warn); set: max(warn, value)."
+    )
+    scan_interval_ms: int = Field(5_000, ge=10, le=3_600_000, description="Monitor tick interval.")
+    stalled_report_interval_ms: int = Field(30_000, ge=0, description="Minimum gap between stalled reports.")
+    gateway_silence_ms: int = Field(90_000, ge=1_000, description="A gateway quiet this long is silent.")
+    session_idle_ttl_ms: int = Field(1_800_000, ge=1_000, description="Idle sessions unchanged this long are evicted.")
+    max_gateways: int = Field(
+        10_000, ge=1, description="Past this, a new gateway evicts the least recently heard one without sessions; "
+                                  "if all have sessions, its events are rejected (gateway_limit).",
+    )
+    max_sessions: int = Field(1_000_000, ge=1, description="Past this, the least recently active are evicted.")
+    max_clock_skew_ms: int = Field(60_000, ge=0, description="Future ts beyond this is clamped.")
+
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024, description="Largest body, after decompression.")
+    max_batch_events: int = Field(10_000, ge=1, description="Most events in one request.")
+    body_timeout_ms: int = Field(
+        30_000, ge=100, description="An ingest body must arrive within this (slow clients are cut: 408).",
+    )
+
+    recovery_mode: Literal["observe", "webhook"] = Field("observe", description="Recovery executor.")
+    recovery_webhook_url: str = Field("", description="URL template; {gatewayId} is replaced.")
+    recovery_webhook_token: str = Field("", description="Bearer token sent to the webhook (every gateway).")
+    recovery_webhook_urls: str = Field("", description="Per-gateway webhook addresses: gw=url,...")
+    recovery_webhook_tokens: str = Field("", description="Per-gateway webhook secrets: gw=token,...")
+    recovery_gateways: str = Field(
+        "", description="Gateway ids a template whose host is {gatewayId} may address (comma-separated).",
+    )
+    recovery_timeout_ms: int = Field(10_000, ge=100, description="Webhook timeout.")
+    recovery_concurrency: int = Field(16, ge=1, description="Recoveries running at once.")
+
+    gateway_attribute: bool = Field(True, description="Add openclaw.gateway to metric attributes.")
+    metric_cardinality_limit: int = Field(2048, ge=16, description="Distinct attribute sets per instrument.")
+
+    checkpoint_interval_ms: int = Field(30_000, ge=100, description="How often the store is checkpointed.")
+    journal_retention_ms: int = Field(6 * 3_600_000, ge=3_600_000, description="Event history kept for reads and dedupe.")
+    journal_max_rows: int = Field(5_000_000, ge=1_000_000, description="Cap on journaled event rows.")
+    journal_max_bytes: int = Field(
+        2 * 1024**3, ge=1024 * 1024,
+        description="Byte budget of the journal and checkpoint files; at it, covered history is compacted "
+                    "first, then ingest answers 503 journal_full.",
+    )
+    shutdown_timeout_ms: int = Field(
+        10_000, ge=0, description="On SIGTERM, requests still running after this are cut; then the final checkpoint.",
+    )
+
+    @field_validator("stuck_session_warn_ms", mode="before")
+    @classmethod
+    def _floor_warn(cls, value: object) -> int:
+        number = _floored(value)
+        if not 1_000 <= number <= 86_400_000:
+            raise ValueError("must be between 1000 and 86400000")
+        return number
+
+    @field_validator("stuck_session_abort_ms", mode="before")
+    @classmethod
+    def _floor_abort(cls, value: object) -> int | None:
+        if value is None or value == "":
+            return None
+        number = _floored(value)
+        if number < 0:
+            raise ValueError("must be >= 0")
+        return number
+
+    @field_validator("ingest_tokens", "read_tokens", "operator_tokens")
+    @classmethod
+    def _parse_tokens(cls, value: str) -> str:
+        parse_tokens(value)  # an empty token is an error naming the variable
+        return value
+
+    @field_validator("recovery_webhook_urls", "recovery_webhook_tokens")
+    @classmethod
+    def _parse_pairs(cls, value: str) -> str:
+        parse_pairs(value)
+        return value
+
+    @model_validator(mode="after")
+    def _webhook_needs_url(self) -> Settings:
+        if self.recovery_mode == "webhook" and not (self.recovery_webhook_url or self.recovery_webhook_urls):
+            raise ValueError(f"{ENV_PREFIX}RECOVERY_WEBHOOK_URL or {ENV_PREFIX}RECOVERY_WEBHOOK_URLS is required "
+                             "when RECOVERY_MODE=webhook")
+        return self
+
+    @property
+    def warn_ms(self) -> int:
+        return self.stuck_session_warn_ms
+
+    @property
+    def abort_ms(self) -> int:
+        if self.stuck_session_abort_ms is None:
+            return max(300_000, 3 * self.warn_ms)
+        return max(self.warn_ms, self.stuck_session_abort_ms)
+
+    def tokens(self) -> dict[str, frozenset[str] | None]:
+        """Ingest token -> the gateways it is bound to (None: any gateway)."""
+        return {entry.token: entry.gateways for entry in parse_tokens(self.ingest_tokens)}
+
+    def reading_tokens(self) -> dict[str, frozenset[str] | None]:
+        """Every token that may read (ingest tokens read what they may write) -> its gateways."""
+        return {entry.token: entry.gateways
+                for text in (self.ingest_tokens, self.read_tokens, self.operator_tokens)
+                for entry in parse_tokens(text)}
+
+
+def _floored(value: object) -> int:
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError("must be a number") from None
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError("must be a finite number")
+    return int(number // 1)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; errors name the variable (OPENCLAW_DIAG_...)."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = ".".join(str(part) for part in error["loc"])
+            name = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+            problems.append(f"{name}: {error['msg'].removeprefix('Value error, ')}")
+        raise SettingsError("; ".join(problems)) from None

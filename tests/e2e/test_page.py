@@ -1,0 +1,168 @@
+"""The status page over HTTP (no browser): escaping, security headers, the token and cookie flow.
+The browser tests are in test_page_browser.py."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+import pytest
+
+from app.http.page import human_ms
+from tests.support.service_process import keepalive, now_ms, post_events, wait_until
+
+pytestmark = pytest.mark.e2e
+
+XSS_KEY = "agent:main:<script>alert(1)</script>"
+TOKEN = "page-token"
+
+
+def flag(svc: Any, gateway: str, key: str, age_ms: int = 5_000) -> None:
+    """A session processing for `age_ms` with no activity: stuck once the monitor scans."""
+    post_events(svc.client, [
+        keepalive(gateway),
+        {"type": "session.state", "gatewayId": gateway, "sessionKey": key, "state": "processing",
+         "ts": now_ms() - age_ms},
+    ])
+    def flagged() -> Any:
+        response = svc.client.get("/v1/sessions/" + quote(key, safe=""), params={"gatewayId": gateway})
+        return response.status_code == 200 and response.json()["attention"]
+
+    wait_until(flagged, timeout=10, what=f"{key} flagged")
+
+
+@pytest.fixture(scope="module")
+def open_svc(module_service_factory: Any) -> Any:
+    svc = module_service_factory(name="page-open")
+    flag(svc, "gw-<b>", XSS_KEY)
+    flag(svc, "gw-1", "agent:main:a/b?c#d&e")
+    return svc
+
+
+@pytest.fixture(scope="module")
+def locked_svc(module_service_factory: Any) -> Any:
+    svc = module_service_factory({"ingest_tokens": f"{TOKEN},bound=gw-9"}, token=TOKEN, name="page-locked")
+    flag(svc, "gw-1", "agent:main:locked")
+    return svc
+
+
+def test_overview_escapes_everything(open_svc: Any) -> None:
+    response = httpx.get(open_svc.url + "/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    page = response.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "gw-&lt;b&gt;" in page
+    assert "<script>alert" not in page and "<b>" not in page
+    # The only script is the page's own, from this origin; the CSP forbids inline script.
+    assert re.findall(r"<script[^>]*>", page) == ['<script src="/ui/app.js">']
+    csp = response.headers["content-security-policy"]
+    assert "script-src 'self'" in csp and "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert "unauthenticated" in page  # no tokens configured: the page says so
+    # Links to the detail view carry the key URL-encoded (and HTML-escaped).
+    assert 'href="/ui/session?gatewayId=gw-1&amp;sessionKey=agent%3Amain%3Aa%2Fb%3Fc%23d%26e"' in page
+
+
+def test_detail_view_and_json(open_svc: Any) -> None:
+    post_events(open_svc.client, [{"type": "model.usage", "gatewayId": "gw-1", "sessionKey": "agent:main:a/b?c#d&e",
+                                   "usage": {"input": 1200, "output": 300, "total": 1500}, "costUsd": 0.0123,
+                                   "ts": now_ms()}])
+    response = httpx.get(open_svc.url + "/ui/session", params={"gatewayId": "gw-1", "sessionKey": "agent:main:a/b?c#d&e"})
+    assert response.status_code == 200
+    assert "agent:main:a/b?c#d&amp;e" in response.text
+    assert "Recovery history" in response.text and "Recent events" in response.text
+    assert "stale_session_state" in response.text
+    assert "1,500 tokens · $0.0123" in response.text
+    data = httpx.get(open_svc.url + "/ui/session.json",
+                     params={"gatewayId": "gw-1", "sessionKey": "agent:main:a/b?c#d&e"}).json()
+    assert data["sessionKey"] == "agent:main:a/b?c#d&e" and data["recentEvents"]
+    # Without gatewayId the key's only session is found; an unknown key is a 404 page.
+    xss = httpx.get(open_svc.url + "/ui/session", params={"sessionKey": XSS_KEY})
+    assert xss.status_code == 200 and "&lt;script&gt;" in xss.text and "<script>alert" not in xss.text
+    unknown = httpx.get(open_svc.url + "/ui/session", params={"sessionKey": "<i>nope</i>"})
+    assert unknown.status_code == 404 and "&lt;i&gt;nope&lt;/i&gt;" in unknown.text and "<i>" not in unknown.text
+
+
+def test_ambiguous_key_offers_each_gateway(open_svc: Any) -> None:
+    flag(open_svc, "gw-2", "agent:main:a/b?c#d&e")
+    response = httpx.get(open_svc.url + "/ui/session", params={"sessionKey": "agent:main:a/b?c#d&e"})
+    assert response.status_code == 409
+    assert "gatewayId=gw-1&amp;" in response.text and "gatewayId=gw-2&amp;" in response.text
+
+
+def test_state_json(open_svc: Any) -> None:
+    state = httpx.get(open_svc.url + "/ui/state.json").json()
+    assert state["counts"]["stuck"] >= 2
+    keys = [item["sessionKey"] for item in state["items"]]
+    assert XSS_KEY in keys
+    ages = [item["attention"]["attentionAgeMs"] for item in state["items"]]
+    assert ages == sorted(ages, reverse=True)  # all stuck: oldest first
+    assert {g["gatewayId"] for g in state["gateways"]} >= {"gw-1", "gw-<b>"}
+    assert state["monitor"]["running"] is True and state["monitor"]["warnMs"] == 1000
+
+
+def test_static_assets() -> None:
+    from app.http.page import CSS, JS
+
+    assert "innerHTML" not in JS and "insertAdjacentHTML" not in JS and "eval(" not in JS
+    assert "http" not in CSS.replace("https", "")  # nothing fetched from elsewhere
+
+
+def test_token_required_and_cookie_flow(locked_svc: Any) -> None:
+    url = locked_svc.url
+    with httpx.Client(base_url=url, follow_redirects=False) as browser:
+        login = browser.get("/")
+        assert login.status_code == 401
+        assert '<form method="post" action="/ui/login">' in login.text
+        assert "agent:main:locked" not in login.text
+        assert browser.get("/ui/state.json").status_code == 401
+        assert browser.get("/ui/state.json").json()["error"]["code"] == "unauthorized"
+        assert browser.get("/ui/session", params={"sessionKey": "agent:main:locked"}).status_code == 401
+
+        wrong = browser.post("/ui/login", data={"token": "guess", "next": "/"})
+        assert wrong.status_code == 401 and "That token is not accepted." in wrong.text
+        assert "set-cookie" not in wrong.headers
+
+        ok = browser.post("/ui/login", data={"token": TOKEN, "next": "/ui/session?sessionKey=agent%3Amain%3Alocked"})
+        assert ok.status_code == 303
+        assert ok.headers["location"] == "/ui/session?sessionKey=agent%3Amain%3Alocked"
+        cookie = ok.headers["set-cookie"]
+        assert cookie.startswith(f"openclaw_diag_token={TOKEN};")
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+        assert browser.get("/").status_code == 200  # the client keeps the cookie
+        assert "agent:main:locked" in browser.get("/").text
+        assert "Sign out" in browser.get("/").text
+        assert browser.get("/ui/state.json").status_code == 200
+        # The cookie opens the read API too (app/http/auth.py, token_from), never ingest.
+        assert browser.get("/v1/sessions").status_code == 200
+        ingest = browser.post("/v1/events", json={"type": "forwarder.keepalive"})
+        assert ingest.status_code == 401
+
+        out = browser.post("/ui/logout")
+        assert out.status_code == 303 and 'openclaw_diag_token=""' in out.headers["set-cookie"]
+        browser.cookies.clear()
+        assert browser.get("/").status_code == 401
+
+    # A bearer header works as for the API; a gateway-bound token reads too.
+    assert httpx.get(url + "/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    assert httpx.get(url + "/", headers={"Authorization": "Bearer bound"}).status_code == 200
+    assert httpx.get(url + "/", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+
+@pytest.mark.parametrize("target", ["//evil.example/x", "/\\evil.example", "https://evil.example/", "javascript:alert(1)"])
+def test_login_never_redirects_off_site(locked_svc: Any, target: str) -> None:
+    response = httpx.post(locked_svc.url + "/ui/login", data={"token": TOKEN, "next": target}, follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/"
+
+
+def test_login_form_limits(locked_svc: Any) -> None:
+    big = httpx.post(locked_svc.url + "/ui/login", data={"token": "x" * 20_000})
+    assert big.status_code == 413
+
+
+def test_human_ages() -> None:
+    assert [human_ms(v) for v in (None, 400, 35_000, 245_000, 7_380_000, 2 * 86_400_000 + 4 * 3_600_000)] == [
+        "–", "400ms", "35s", "4m 05s", "2h 03m", "2d 4h"]
