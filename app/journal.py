@@ -514,7 +514,7 @@ class Journal:
         history = [*(entry for entry in self._checkpoints if entry[1] >= horizon), (upto, now)]
         try:
             # least recently heard first: a restore rebuilds the gateway bound's eviction order
-            gateways = _pack([info.to_state() for info in sorted(store.gateways.values(), key=_last_heard)])
+            gateways = _pack([info.to_state() for info in sorted(store.gateway_infos(), key=_last_heard)])
             await loop.run_in_executor(io, writer.begin, list(removed))
             while pending or tracker.copies:
                 slice_ends = time.perf_counter() + CHECKPOINT_SLICE_S
@@ -580,8 +580,7 @@ class Journal:
         finally:
             conn.close()
             ckpt.close()
-        info = store.gateways.get(gateway)
-        return len(info.sessions) if info else 0
+        return store.session_count_of(gateway)
 
     async def forget_gateway(self, gateway: str) -> int:
         """Checkpoint, then drop one gateway's sessions from memory; how many were dropped.
@@ -725,8 +724,7 @@ def _last_heard(info: GatewayInfo) -> int:
 
 
 def _is_live(store: Store, session: Session) -> bool:
-    info = store.gateways.get(session.gateway)
-    return info is not None and info.sessions.get(session.key) is session
+    return store.holds(session)
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
@@ -785,8 +783,7 @@ class NullJournal:
         return 0
 
     def load_gateway(self, gateway: str) -> int:
-        info = self.store.gateways.get(gateway)
-        return len(info.sessions) if info else 0
+        return self.store.session_count_of(gateway)
 
     async def forget_gateway(self, gateway: str) -> int:
         return self.store.forget_gateway(gateway)

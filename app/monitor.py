@@ -148,15 +148,15 @@ class Monitor:
         begun = time.perf_counter()
         allow_recovery = lag_ms <= LATE_TICK_MS
         store = self.store
-        gateways = store.gateways
+        gateway_info = store.gateway_info
         slice_ends = time.perf_counter() + SCAN_SLICE_S
-        for visited, session in enumerate(list(store.candidates), 1):
+        for visited, session in enumerate(store.considered(), 1):
             if visited % SCAN_CHECK_EVERY == 0 and time.perf_counter() > slice_ends:
                 await asyncio.sleep(0)  # let ingest in: the scan never holds the loop for long
                 slice_ends = time.perf_counter() + SCAN_SLICE_S
-            if session not in store.candidates:
+            if not store.is_considered(session):
                 continue  # changed or evicted while the scan yielded
-            self._visit(session, gateways[session.gateway], now, allow_recovery)
+            self._visit(session, gateway_info(session.gateway), now, allow_recovery)
         self.ticks += 1
         self.last_tick_at = now
         self.recorder.scan_finished((time.perf_counter() - begun) * 1000, lag_ms)

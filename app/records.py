@@ -179,11 +179,9 @@ def apply(store: Store, record: Record) -> Any:
         return progress.results
     if kind == EVICTED:
         evicted = []
-        info = store.gateways.get(record.gateway or "")
-        if info is None:
-            return evicted
+        gateway = record.gateway or ""
         for key, touched in payload:
-            session = info.sessions.get(key)
+            session = store.session(gateway, key)
             # Untouched since it was chosen: an event that came in between keeps it.
             if session is not None and touched in (None, session.touched_at()) and session.inflight is None:
                 store.evict(session)

@@ -199,7 +199,7 @@ class RecoveryCoordinator:
 
     def _gateway_now(self, session: Session | None) -> int:
         now = self.now_ms()
-        info = self.store.gateways.get(session.gateway) if session is not None else None
+        info = self.store.gateway_info(session.gateway) if session is not None else None
         return info.now(now) if info else now
 
     async def complete_interrupted(self) -> int:

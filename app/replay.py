@@ -313,7 +313,7 @@ class Replayer:
         next_tick = self._next_tick
         assert next_tick is not None
         while next_tick < until or (inclusive and next_tick == until):
-            if not self.store.candidates:
+            if not self.store.considered_count:
                 # Nothing can be reported: jump to the last scheduled tick before `until` and run
                 # that one only (its eviction pass covers everything the skipped ones would have).
                 last = until if inclusive else until - 1
@@ -387,7 +387,7 @@ class Replayer:
         await self._advance_to(end, inclusive=True)
         await self.coordinator.aclose()
         self.summary.ended_at = self.clock.now
-        under = [s for s in self.store.candidates if s.attention is not None]
+        under = [s for s in self.store.considered() if s.attention is not None]
         under.sort(key=lambda s: (_SEVERITY[s.attention.event_type], -s.attention.age_ms, s.key))  # type: ignore[union-attr]
         self.summary.open_attention_total = len(under)
         self.summary.open_attention = [

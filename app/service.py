@@ -140,12 +140,12 @@ class Service:
 
     def gateway_now(self, gateway_id: str) -> int:
         now = self.clock.now_ms()
-        info = self.store.gateways.get(gateway_id)
+        info = self.store.gateway_info(gateway_id)
         return info.now(now) if info else now
 
     def check_skew(self, gateway_id: str, now: int) -> None:
         """Log (at most every 10 minutes per gateway) a clock skew beyond the allowed one."""
-        info = self.store.gateways.get(gateway_id)
+        info = self.store.gateway_info(gateway_id)
         if info is None or abs(info.skew_ms) <= self.settings.max_clock_skew_ms:
             return
         if now - self._skew_warned.get(gateway_id, -SKEW_WARNING_EVERY_MS) < SKEW_WARNING_EVERY_MS:
@@ -168,7 +168,7 @@ class Service:
 
     def session_counts(self) -> Iterable[SessionCount]:
         under: Counter[tuple[str, str, str, str]] = Counter()
-        for session in list(self.store.candidates):
+        for session in self.store.considered():
             attention = session.attention
             if attention is not None:
                 under[(session.gateway, session.state, _ATTENTION_LABEL[attention.event_type], attention.reason)] += 1
@@ -177,7 +177,7 @@ class Service:
         for (gateway, state, label, reason), count in under.items():
             flagged[(gateway, state)] += count
             rows.append(SessionCount(gateway, state, label, reason, count))
-        for (gateway, state), count in list(self.store.state_counts.items()):
+        for gateway, state, count in self.store.sessions_by_state():
             rest = count - flagged[(gateway, state)]
             if rest > 0 or count:
                 rows.append(SessionCount(gateway, state, "none", None, max(0, rest)))
@@ -187,5 +187,5 @@ class Service:
         now = self.clock.now_ms()
         return [
             GatewayStatus(info.gateway_id, self.is_silent(info, now), info.skew_ms, info.forwarder_queued)
-            for info in list(self.store.gateways.values())
+            for info in self.store.gateway_infos()
         ]

@@ -133,21 +133,21 @@ _CHUNK: int = getattr(monitor_module, "SCAN_CHUNK", 1_000)
 async def _baseline_pass(store: Store) -> None:
     """The same sessions iterated the way a pass does, with no classification."""
     if _SLICE_S is None:
-        for visited, session in enumerate(list(store.candidates), 1):
+        for visited, session in enumerate(store.considered(), 1):
             if visited % _CHUNK == 0:
                 await asyncio.sleep(0)
-            if session not in store.candidates:
+            if not store.is_considered(session):
                 continue
-            store.gateways[session.gateway]
+            store.gateway_info(session.gateway)
         return
     slice_ends = time.perf_counter() + _SLICE_S
-    for visited, session in enumerate(list(store.candidates), 1):
+    for visited, session in enumerate(store.considered(), 1):
         if visited % _CHECK_EVERY == 0 and time.perf_counter() > slice_ends:
             await asyncio.sleep(0)
             slice_ends = time.perf_counter() + _SLICE_S
-        if session not in store.candidates:
+        if not store.is_considered(session):
             continue
-        store.gateways[session.gateway]
+        store.gateway_info(session.gateway)
 
 
 async def _probe(stop: asyncio.Event, worst: list[float], interval: float = 0.001) -> None:
@@ -187,7 +187,7 @@ async def scan_store(store: Store, now: int) -> ScanResult:
         await probe
         wall_stalls.append(worst[0] * 1000)
         stalls.append(worst[1] * 1000)
-    return ScanResult(len(store.candidates), store.session_count, first, steady, baseline,
+    return ScanResult(store.considered_count, store.session_count, first, steady, baseline,
                       max(stalls), wall_stalls, recovery.requests)
 
 

@@ -127,15 +127,12 @@ def session_pool(service: Service, attention: str | None, gateway_id: str | None
     if gateway_id is not None and not visible(scope, gateway_id):
         return []
     if attention is not None and attention != "none":
-        return [s for s in store.candidates if visible(scope, s.gateway)]  # only considered ones carry attention
+        return [s for s in store.considered() if visible(scope, s.gateway)]  # only considered ones carry attention
     if gateway_id is not None:
-        info = store.gateways.get(gateway_id)
-        infos = [info] if info is not None else []
-    elif scope is None:
-        infos = list(store.gateways.values())
-    else:
-        infos = [info for gateway in scope if (info := store.gateways.get(gateway)) is not None]
-    return [session for info in infos for session in list(info.sessions.values())]
+        return store.sessions_of(gateway_id)
+    if scope is None:
+        return list(store.iter_sessions())
+    return [session for gateway in scope for session in store.sessions_of(gateway)]
 
 
 def filter_sessions(pool: list[Session], attention: str | None, state: str | None,
@@ -238,7 +235,7 @@ async def attention_summary(request: Request) -> dict[str, Any]:
     per_gateway: dict[str, Counter[str]] = defaultdict(Counter)
     under = []
     scope = scope_of(request)
-    for session in service.store.candidates:
+    for session in service.store.considered():
         attention = session.attention
         if attention is None or not visible(scope, session.gateway):
             continue
@@ -265,7 +262,7 @@ async def gateways(request: Request) -> dict[str, Any]:
     now = service.clock.now_ms()
     items = []
     scope = scope_of(request)
-    for info in service.store.gateways.values():
+    for info in service.store.gateway_infos():
         if not visible(scope, info.gateway_id):
             continue
         items.append({
@@ -275,7 +272,7 @@ async def gateways(request: Request) -> dict[str, Any]:
             "eventsAccepted": info.events_accepted,
             "silent": service.is_silent(info, now),
             "clockSkewMs": info.skew_ms,
-            "sessions": len(info.sessions),
+            "sessions": service.store.session_count_of(info.gateway_id),
             "forwarderQueued": info.forwarder_queued,
             "forwarderDropped": info.forwarder_dropped,
         })

@@ -130,14 +130,14 @@ def overview_state(service: Service, scope: api.Scope = None) -> dict[str, Any]:
     store = service.store
     settings = service.settings
     now = service.clock.now_ms()
-    under = [s for s in list(store.candidates) if s.attention is not None and auth.visible(scope, s.gateway)]
+    under = [s for s in store.considered() if s.attention is not None and auth.visible(scope, s.gateway)]
     counts = Counter(SEVERITY_CLASS[s.attention.event_type] for s in under)  # type: ignore[union-attr]
     by_state: Counter[str] = Counter()
-    for (gateway, state), count in list(store.state_counts.items()):
+    for gateway, state, count in store.sessions_by_state():
         if auth.visible(scope, gateway):
             by_state[state] += count
     gateways = []
-    for info in sorted(list(store.gateways.values()), key=lambda g: g.gateway_id):
+    for info in sorted(store.gateway_infos(), key=lambda g: g.gateway_id):
         if not auth.visible(scope, info.gateway_id):
             continue
         gateways.append({
@@ -145,7 +145,7 @@ def overview_state(service: Service, scope: api.Scope = None) -> dict[str, Any]:
             "silent": service.is_silent(info, now),
             "lastHeardAgoMs": max(0, now - info.last_heard),
             "clockSkewMs": info.skew_ms,
-            "sessions": len(info.sessions),
+            "sessions": store.session_count_of(info.gateway_id),
             "eventsAccepted": info.events_accepted,
             "forwarderQueued": info.forwarder_queued,
         })

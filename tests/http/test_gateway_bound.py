@@ -24,7 +24,7 @@ def test_a_new_gateway_evicts_the_least_recently_heard_one_without_sessions() ->
         store.apply_event(keepalive(gateway, NOW + i), NOW + i)
     store.apply_event(keepalive("a", NOW + 10), NOW + 10)  # a is heard again: b is the oldest now
     store.apply_event(keepalive("d", NOW + 11), NOW + 11)
-    assert set(store.gateways) == {"a", "c", "d"}
+    assert {g.gateway_id for g in store.gateway_infos()} == {"a", "c", "d"}
     assert store.bounded_evictions["gateway"] == 1
 
 
@@ -35,7 +35,7 @@ def test_gateways_with_sessions_are_kept_and_a_new_one_is_rejected() -> None:
                                            "state": "idle", "ts": NOW}, Event), NOW)
     result = store.apply_event(keepalive("c", NOW + 1), NOW + 1)
     assert result.outcome == REJECTED and result.refused == "gateway_limit"
-    assert set(store.gateways) == {"a", "b"}
+    assert {g.gateway_id for g in store.gateway_infos()} == {"a", "b"}
     assert store.bounded_evictions["gateway"] == 0
 
 

@@ -238,7 +238,7 @@ def test_skew_is_the_minimum_delay_and_defines_gateway_now(store):
     behind = 300_000
     apply(store, "session.state", T0 - behind, received=T0 + 40, state="processing", sessionKey="s1")
     apply(store, "run.progress", T0 - behind + 1000, received=T0 + 1000 + 15, sessionKey="s1", reason="x")
-    info = store.gateways["default"]
+    info = store.gateway_info("default")
     assert info.skew_ms == behind + 15
     assert info.now(T0 + 2000) == T0 - behind + 2000 - 15
 
@@ -277,7 +277,7 @@ def test_keepalive_reports_drop_increases(store):
     r2 = apply(store, "forwarder.keepalive", queued=0, dropped=14)
     r3 = apply(store, "forwarder.keepalive", queued=0, dropped=2)  # forwarder restarted
     assert (r1.forwarder_dropped, r2.forwarder_dropped, r3.forwarder_dropped) == (0, 4, 2)
-    assert store.gateways["default"].forwarder_queued == 0
+    assert store.gateway_info("default").forwarder_queued == 0
     assert store.session_count == 0
 
 
@@ -292,18 +292,18 @@ def test_candidate_index(store):
     apply(store, "message.queued", source="x", sessionKey="q")  # idle, queued, no markers
     apply(store, "model.call.started", sessionKey="q", provider="p", model="m")
     apply(store, "message.queued", source="x", sessionKey="plain")
-    assert {s.key for s in store.candidates} == {"p", "q"}
+    assert {s.key for s in store.considered()} == {"p", "q"}
     apply(store, "session.state", T0 + 1, state="idle", sessionKey="p")
-    assert {s.key for s in store.candidates} == {"q"}
+    assert {s.key for s in store.considered()} == {"q"}
 
 
 def test_state_counts_follow_every_change(store):
     apply(store, "session.state", state="processing", sessionKey="a")
     apply(store, "session.state", state="processing", sessionKey="b")
     apply(store, "session.state", T0 + 1, state="idle", sessionKey="b")
-    assert +store.state_counts == {("default", "processing"): 1, ("default", "idle"): 1}
+    assert {(g, st): n for g, st, n in store.sessions_by_state() if n} == {("default", "processing"): 1, ("default", "idle"): 1}
     store.evict(session(store, "b"))
-    assert +store.state_counts == {("default", "processing"): 1}
+    assert {(g, st): n for g, st, n in store.sessions_by_state() if n} == {("default", "processing"): 1}
 
 
 def test_recovery_generation_guard(store):
@@ -351,7 +351,7 @@ def test_a_run_id_belongs_to_the_session_that_claimed_it_last(store):
     apply(store, "run.progress", sessionKey="a", reason="x")
     apply(store, "run.completed", T0 + 1, sessionKey="a", runId="run-x")
     assert "run-x" not in (session(store, "b").runs or {})
-    assert store.gateways["default"].runs["run-x"] == "a"
+    assert store.gateway_info("default").runs["run-x"] == "a"
 
 
 def test_an_eviction_walk_costs_what_it_evicts_not_what_stays():
@@ -364,10 +364,10 @@ def test_an_eviction_walk_costs_what_it_evicts_not_what_stays():
     now = lambda info: T0 + 10_000  # noqa: E731
     assert [s.key for s in store.evictable(now, 5_000, limit=10_000)] == ["gone"]
     # every visited session now sits behind the fresh one: the next walk stops at it at once
-    order = list(store.gateways["default"].sessions)
+    order = list(store.gateway_info("default").sessions)
     assert order == ["fresh", *[f"queued{i}" for i in range(1_000)], "gone"]
     # at most `limit` sessions are visited per walk: later, with everything old, round-robin
     found = store.evictable(lambda info: T0 + 100_000, 5_000, limit=10)
     assert [s.key for s in found] == ["fresh"]
-    order = list(store.gateways["default"].sessions)
+    order = list(store.gateway_info("default").sessions)
     assert order[0] == "queued9" and order[-10:] == ["fresh", *[f"queued{i}" for i in range(9)]]

@@ -21,7 +21,7 @@ def test_ends_without_a_start_are_bounded_oldest_first() -> None:
     for i in range(MAX_TOMBSTONES * 3):  # all within the tombstone's minute: none expires
         store.apply_event(ev("tool.execution.completed", T0, sessionKey="orphans", toolName="exec",
                              toolCallId=f"c{i}"), T0)
-    tombstones = store.gateways["gw"].tombstones
+    tombstones = store.gateway_info("gw").tombstones
     assert len(tombstones) == MAX_TOMBSTONES
     assert store.bounded_evictions["tombstone"] == MAX_TOMBSTONES * 2
     assert next(iter(tombstones))[1].endswith(f"c{MAX_TOMBSTONES * 2}")  # the newest are kept
@@ -37,7 +37,7 @@ def test_expired_tombstones_leave_from_the_front_without_a_scan() -> None:
         store.apply_event(ev("tool.execution.completed", T0, sessionKey="s", toolName="x", toolCallId=f"c{i}"), T0)
     later = T0 + store_module.TOMBSTONE_MS + 1
     store.apply_event(ev("tool.execution.completed", later, sessionKey="s", toolName="x", toolCallId="late"), later)
-    assert list(store.gateways["gw"].tombstones) == [("s", "s:late")]
+    assert list(store.gateway_info("gw").tombstones) == [("s", "s:late")]
 
 
 def test_run_ids_per_session_are_bounded_ended_ones_first() -> None:
@@ -48,7 +48,7 @@ def test_run_ids_per_session_are_bounded_ended_ones_first() -> None:
         if i % 2:
             store.apply_event(ev("run.completed", T0 + i, runId=f"r{i}"), T0 + i)
     session = store.find("gw", "many")
-    info = store.gateways["gw"]
+    info = store.gateway_info("gw")
     assert len(session.runs) <= MAX_RUNS_PER_SESSION
     assert store.bounded_evictions["run"] > 0
     assert f"r{MAX_RUNS_PER_SESSION * 20 - 1}" in session.runs  # the newest stay

@@ -1,0 +1,63 @@
+"""The dedupe window: which idempotency keys were already committed, bounded in count and age.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+from app.events import Event
+from app.store.model import DEDUPE_BUCKET_MS, DEDUPE_MAX_AGE_MS, DEDUPE_MAX_KEYS
+
+
+class DedupeWindow:
+    """The last 1,000,000 idempotency keys, at most an hour old.
+
+    A million keys must stay cheap: the window keeps each key's hash (SipHash on strings, seeded
+    per process: not collidable from outside; the window is rebuilt from the journal on start),
+    maps it to the start of the one-second bucket it arrived in (one shared int per bucket), and
+    drops whole buckets, oldest first, when the count or the age says so.
+    """
+
+    __slots__ = ("_seen", "_buckets", "_count", "max_keys", "max_age_ms")
+
+    def __init__(self, max_keys: int = DEDUPE_MAX_KEYS, max_age_ms: int = DEDUPE_MAX_AGE_MS) -> None:
+        self._seen: dict[int, int] = {}
+        self._buckets: deque[tuple[int, list[int]]] = deque()
+        self._count = 0
+        self.max_keys = max_keys
+        self.max_age_ms = max_age_ms
+
+    def seen(self, key: Any, now: int) -> bool:
+        at = self._seen.get(hash(key))
+        return at is not None and now - at <= self.max_age_ms
+
+    def add(self, key: Any, now: int) -> None:
+        digest = hash(key)
+        buckets = self._buckets
+        start = now - now % DEDUPE_BUCKET_MS
+        if not buckets or buckets[-1][0] < start:
+            buckets.append((start, []))
+        bucket_start, members = buckets[-1]
+        self._seen[digest] = bucket_start
+        members.append(digest)
+        self._count += 1
+        horizon = now - self.max_age_ms
+        while buckets and (self._count > self.max_keys or buckets[0][0] + DEDUPE_BUCKET_MS <= horizon):
+            old_start, old_members = buckets.popleft()
+            self._count -= len(old_members)
+            seen = self._seen
+            for old in old_members:
+                if seen.get(old) == old_start:  # not added again since, in a newer bucket
+                    del seen[old]
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+def dedupe_key(gateway: str, event: Event) -> tuple[Any, ...] | None:
+    if event.eventId is not None:
+        return (gateway, event.eventId)
+    if event.seq is not None and event.ts is not None:
+        return (gateway, event.seq, event.ts)
+    return None

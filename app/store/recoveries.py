@@ -1,0 +1,111 @@
+"""The monitor's memory of a session and the recoveries it requested, as the store keeps them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.outcomes import SKIPPED_IN_FLIGHT, completion, is_mutating
+from app.store.model import (
+    HISTORY_LIMIT,
+    IDLE,
+    Attention,
+    RecoveryCompletion,
+    Session,
+)
+
+
+class RecoveryMemory:
+    """Monitor memory, in-flight recoveries and their completion.
+
+    Part of `Store` (app/store/store.py), which owns the state these methods change.
+    """
+
+    def set_monitor_memory(
+        self,
+        session: Session,
+        attention: Attention | None,
+        last_stuck_warn_age: int | None,
+        last_long_running_warn_age: int | None,
+        stalled_reported_at: int | None,
+    ) -> None:
+        self._change(session)
+        session.attention = attention
+        session.last_stuck_warn_age = last_stuck_warn_age
+        session.last_long_running_warn_age = last_long_running_warn_age
+        session.stalled_reported_at = stalled_reported_at
+
+    def set_inflight(self, session: Session, request: dict[str, Any] | None) -> None:
+        self._change(session)
+        session.inflight = request
+
+    def add_recovery(self, session: Session, entry: dict[str, Any]) -> None:
+        self._change(session)
+        session.recoveries = ((session.recoveries or []) + [entry])[-HISTORY_LIMIT:]
+
+    def begin_recovery(self, session: Session, request: dict[str, Any]) -> bool:
+        """Record a requested recovery, unless one is already in flight for the session."""
+        if session.inflight is not None:
+            return False
+        self.set_inflight(session, request)
+        self.add_recovery(session, {"kind": "requested", **request})
+        return True
+
+    def complete_recovery(self, session: Session | None, request: dict[str, Any], outcome: dict[str, Any],
+                          now: int) -> RecoveryCompletion:
+        """Record what the gateway answered; apply a mutating answer that passes the guard."""
+        applied = stale = False
+        if session is not None and session.inflight is not None and session.inflight != request:
+            # Another request is in flight (two sessions merged while both were in recovery).
+            outcome = SKIPPED_IN_FLIGHT
+        elif is_mutating(outcome):
+            if session is not None and self.is_current(session, request):
+                self.apply_recovery(session, request, outcome, now)
+                applied = True
+            else:
+                stale = True
+        entry = completion(request, outcome)
+        if stale:
+            entry["stale"] = True
+        if session is not None:
+            if session.inflight == request:
+                self.set_inflight(session, None)
+            self.add_recovery(session, {"kind": "completed", "completedAt": now, **entry})
+        return RecoveryCompletion(entry, applied)
+
+    def is_current(self, session: Session, request: dict[str, Any]) -> bool:
+        """The processing-generation guard (monitor.md, coordinator step 5)."""
+        if session.generation != request["stateGeneration"] or session.state != request["expectedState"]:
+            return False
+        activity = session.activity
+        if activity is None:
+            return True
+        requested_at = request["requestedAt"]
+        return not any(started > requested_at for started in activity.embedded_runs.values())
+
+    def apply_recovery(self, session: Session, request: dict[str, Any], outcome: dict[str, Any], now: int) -> None:
+        """A mutating outcome that passed the guard: the session is released to idle."""
+        self._change(session)
+        status = outcome["status"]
+        released = outcome.get("released") or 0
+        queued_count = outcome.get("queuedCount")
+        if (
+            status == "released"
+            or (status == "aborted" and released > 0 and queued_count == 0)
+            or (status == "noop" and outcome.get("outcomeReason") == "no_active_work")
+        ):
+            depth = 0
+        elif status == "aborted" and request["expectedState"] == IDLE and (queued_count or 0) > 0:
+            depth = max(session.queue_depth, request["queueDepth"])
+        else:
+            depth = max(0, session.queue_depth - 1)
+        self._set_state(session, IDLE)
+        session.last_activity = max(session.last_activity, now)
+        session.generation += 1
+        session.queue_depth = depth
+        session.clear_monitor_memory()
+        if session.activity is not None:
+            session.activity.clear_work()
+        gateway = self._gateways.get(session.gateway)
+        if gateway is not None:
+            self._end_runs(gateway, session, now)
+        self._reindex(session)

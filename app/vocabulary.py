@@ -1,0 +1,52 @@
+"""The words the service decides in: attention kinds, their reasons and classifications.
+
+One place for them, so that the classifier, the monitor, the API, the page, the CLI and
+telemetry spell them the same way. The members are `StrEnum`s: equal to (and hashed like) their
+string values, so events, checkpoints and JSON carry plain strings, and a plain string read back
+from any of them finds its entry in the tables below.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class AttentionKind(StrEnum):
+    """The attention event types OpenClaw emits, in the order of their severity (worst last)."""
+
+    LONG_RUNNING = "session.long_running"
+    STALLED = "session.stalled"
+    STUCK = "session.stuck"
+
+
+class Reason(StrEnum):
+    """Why the classifier chose its kind (the decision table in app/classifier.py)."""
+
+    QUEUED_WORK_WITHOUT_ACTIVE_RUN = "queued_work_without_active_run"
+    STALE_SESSION_STATE = "stale_session_state"
+    BLOCKED_TOOL_CALL = "blocked_tool_call"
+    QUEUED_BEHIND_TERMINAL_ACTIVE_WORK = "queued_behind_terminal_active_work"
+    ACTIVE_WORK_WITHOUT_PROGRESS = "active_work_without_progress"
+    QUEUED_BEHIND_ACTIVE_WORK = "queued_behind_active_work"
+    ACTIVE_WORK = "active_work"
+    QUEUED_BEHIND_UNTRACKED_ACTIVE_PROGRESS = "queued_behind_untracked_active_progress"
+    UNTRACKED_ACTIVE_PROGRESS = "untracked_active_progress"
+
+
+class Classification(StrEnum):
+    LONG_RUNNING = "long_running"
+    BLOCKED_TOOL_CALL = "blocked_tool_call"
+    STALLED_AGENT_RUN = "stalled_agent_run"
+    STALE_SESSION_STATE = "stale_session_state"
+
+
+# Most severe first: listings sort by it.
+SEVERITY: dict[str, int] = {AttentionKind.STUCK: 0, AttentionKind.STALLED: 1, AttentionKind.LONG_RUNNING: 2}
+
+# The short name: the API's `?attention=` filter, telemetry's `openclaw.attention` value, the CLI.
+LABEL: dict[str, str] = {kind: kind.value.removeprefix("session.") for kind in AttentionKind}
+KIND_OF_LABEL: dict[str, AttentionKind] = {label: AttentionKind(kind) for kind, label in LABEL.items()}
+
+# For people: the status page's badges.
+TITLE: dict[str, str] = {AttentionKind.STUCK: "Stuck", AttentionKind.STALLED: "Stalled",
+                         AttentionKind.LONG_RUNNING: "Long-running"}
