@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from app.vocabulary import AttentionKind, Classification, Reason
+
 SessionState = Literal["idle", "processing", "waiting"]
 WorkKind = Literal["embedded_run", "model_call", "tool_call"]
-EventType = Literal["session.long_running", "session.stalled", "session.stuck"]
-Classification = Literal["long_running", "blocked_tool_call", "stalled_agent_run", "stale_session_state"]
+
+LONG_RUNNING, STALLED, STUCK = AttentionKind.LONG_RUNNING, AttentionKind.STALLED, AttentionKind.STUCK
 
 _TERMINAL_REASONS = frozenset({"run:completed", "embedded_run:ended"})
 _TERMINAL_MARKERS = (
@@ -44,8 +46,8 @@ EMPTY_SNAPSHOT = ActivitySnapshot()
 
 @dataclass(frozen=True, slots=True)
 class AttentionResult:
-    event_type: EventType
-    reason: str
+    event_type: AttentionKind
+    reason: Reason
     classification: Classification
     active_work_kind: WorkKind | None
     recovery_eligible: bool
@@ -60,8 +62,8 @@ def is_terminal_progress_reason(reason: str | None) -> bool:
     return any(marker in reason for marker in _TERMINAL_MARKERS)
 
 
-def _stuck(reason: str) -> AttentionResult:
-    return AttentionResult("session.stuck", reason, "stale_session_state", None, True)
+def _stuck(reason: Reason) -> AttentionResult:
+    return AttentionResult(STUCK, reason, Classification.STALE_SESSION_STATE, None, True)
 
 
 def classify_session_attention(
@@ -88,22 +90,22 @@ def classify_session_attention(
         and activity.has_active_embedded_run is not True
         and lp > stale_ms
     ):
-        return _stuck("queued_work_without_active_run")
+        return _stuck(Reason.QUEUED_WORK_WITHOUT_ACTIVE_RUN)
     if kind == "tool_call" and tool > stale_ms and lp > stale_ms:
-        return AttentionResult("session.stalled", "blocked_tool_call", "blocked_tool_call", kind, False)
+        return AttentionResult(STALLED, Reason.BLOCKED_TOOL_CALL, Classification.BLOCKED_TOOL_CALL, kind, False)
     if queued and kind == "embedded_run" and is_terminal_progress_reason(activity.last_progress_reason):
         return AttentionResult(
-            "session.stalled", "queued_behind_terminal_active_work", "stalled_agent_run", kind, False
+            STALLED, Reason.QUEUED_BEHIND_TERMINAL_ACTIVE_WORK, Classification.STALLED_AGENT_RUN, kind, False
         )
     if kind is not None and lp > stale_ms:
         return AttentionResult(
-            "session.stalled", "active_work_without_progress", "stalled_agent_run", kind, False
+            STALLED, Reason.ACTIVE_WORK_WITHOUT_PROGRESS, Classification.STALLED_AGENT_RUN, kind, False
         )
     if kind is not None:
-        reason = "queued_behind_active_work" if queued else "active_work"
-        return AttentionResult("session.long_running", reason, "long_running", kind, False)
+        reason = Reason.QUEUED_BEHIND_ACTIVE_WORK if queued else Reason.ACTIVE_WORK
+        return AttentionResult(LONG_RUNNING, reason, Classification.LONG_RUNNING, kind, False)
     # Row 6: runtimes that only send run.progress are not stuck while that progress is fresh.
     if progress_age is not None and progress_age <= stale_ms:
-        reason = "queued_behind_untracked_active_progress" if queued else "untracked_active_progress"
-        return AttentionResult("session.long_running", reason, "long_running", None, False)
-    return _stuck("queued_work_without_active_run" if queued else "stale_session_state")
+        reason = Reason.QUEUED_BEHIND_UNTRACKED_ACTIVE_PROGRESS if queued else Reason.UNTRACKED_ACTIVE_PROGRESS
+        return AttentionResult(LONG_RUNNING, reason, Classification.LONG_RUNNING, None, False)
+    return _stuck(Reason.QUEUED_WORK_WITHOUT_ACTIVE_RUN if queued else Reason.STALE_SESSION_STATE)

@@ -18,6 +18,7 @@ from app.journal_interface import JournalError
 from app.records import Record, eviction_record, memory_record
 from app.settings import Settings
 from app.store import IDLE, PROCESSING, Attention, GatewayInfo, Session, Store
+from app.vocabulary import AttentionKind
 
 log = logging.getLogger("openclaw.diagnostics.monitor")
 
@@ -218,16 +219,16 @@ class Monitor:
         long_age = session.last_long_running_warn_age
         stalled_at = session.stalled_reported_at
         report = False
-        if result.event_type == "session.stalled":
+        if result.event_type == AttentionKind.STALLED:
             if stalled_at is None or gateway_now - stalled_at >= cfg.stalled_report_interval_ms:
                 report = True
                 stalled_at = gateway_now
         else:
-            remembered = stuck_age if result.event_type == "session.stuck" else long_age
+            remembered = stuck_age if result.event_type == AttentionKind.STUCK else long_age
             allowed = warn if remembered is None else max(remembered + warn, 2 * remembered)
             if attention_age >= allowed:
                 report = True
-                if result.event_type == "session.stuck":
+                if result.event_type == AttentionKind.STUCK:
                     stuck_age = attention_age
                 else:
                     long_age = attention_age

@@ -34,6 +34,7 @@ from app.journal import NullJournal
 from app.monitor import Monitor, MonitorConfig
 from app.recovery import ObserveExecutor, RecoveryCoordinator
 from app.store import ACCEPTED, DUPLICATE, IGNORED, Store
+from app.vocabulary import SEVERITY
 from telemetry.record import Recorder
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -388,7 +389,7 @@ class Replayer:
         await self.coordinator.aclose()
         self.summary.ended_at = self.clock.now
         under = [s for s in self.store.considered() if s.attention is not None]
-        under.sort(key=lambda s: (_SEVERITY[s.attention.event_type], -s.attention.age_ms, s.key))  # type: ignore[union-attr]
+        under.sort(key=lambda s: (SEVERITY[s.attention.event_type], -s.attention.age_ms, s.key))  # type: ignore[union-attr]
         self.summary.open_attention_total = len(under)
         self.summary.open_attention = [
             {
@@ -405,7 +406,6 @@ class Replayer:
 
 
 OPEN_ATTENTION_LIMIT = 100
-_SEVERITY = {"session.stuck": 0, "session.stalled": 1, "session.long_running": 2}
 
 
 def _request_key(payload: dict[str, Any]) -> tuple[str, str | None, str | None, int | None]:

@@ -17,6 +17,7 @@ from app.monitor import Clock, Monitor, MonitorConfig, SystemClock
 from app.recovery import Executor, ObserveExecutor, RecoveryCoordinator, WebhookExecutor
 from app.settings import Settings
 from app.store import GatewayInfo, Store
+from app.vocabulary import LABEL
 from app.webhook_address import AddressBook
 from telemetry.record import GatewayStatus, LiveSources, Recorder, SessionCount
 from telemetry.setup import build_recorder
@@ -26,7 +27,6 @@ SWITCH_INTERVAL_S = 0.001  # see Service.open
 log = logging.getLogger("openclaw.diagnostics")
 
 SKEW_WARNING_EVERY_MS = 600_000
-_ATTENTION_LABEL = {"session.long_running": "long_running", "session.stalled": "stalled", "session.stuck": "stuck"}
 
 
 def recorder_for(settings: Settings) -> Recorder:
@@ -171,7 +171,7 @@ class Service:
         for session in self.store.considered():
             attention = session.attention
             if attention is not None:
-                under[(session.gateway, session.state, _ATTENTION_LABEL[attention.event_type], attention.reason)] += 1
+                under[(session.gateway, session.state, LABEL[attention.event_type], attention.reason)] += 1
         flagged: Counter[tuple[str, str]] = Counter()
         rows = []
         for (gateway, state, label, reason), count in under.items():

@@ -17,12 +17,11 @@ from fastapi import APIRouter, Depends, Query, Request
 from app.http.auth import Scope, require_token, scope_of, service_of, visible
 from app.http.errors import ApiError
 from app.store import Session
+from app.vocabulary import KIND_OF_LABEL, SEVERITY
 
 if TYPE_CHECKING:
     from app.service import Service
 
-SEVERITY = {"session.stuck": 0, "session.stalled": 1, "session.long_running": 2}
-ATTENTION_NAMES = {"long_running": "session.long_running", "stalled": "session.stalled", "stuck": "session.stuck"}
 RECENT_EVENTS = 50
 
 
@@ -137,7 +136,7 @@ def session_pool(service: Service, attention: str | None, gateway_id: str | None
 
 def filter_sessions(pool: list[Session], attention: str | None, state: str | None,
                     gateway_id: str | None) -> list[Session]:
-    wanted = ATTENTION_NAMES.get(attention or "")
+    wanted = KIND_OF_LABEL.get(attention or "")
     selected = []
     for session in pool:
         if gateway_id is not None and session.gateway != gateway_id:
