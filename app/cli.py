@@ -270,7 +270,6 @@ def replay(
 
     Exit code 1 when invalid lines were skipped, 0 otherwise; 2 on a usage or configuration error.
     """
-    from app.monitor import MonitorConfig
     from app.replay import ReplayConfig, Source, replay_source
 
     overrides: dict[str, Any] = {}
@@ -289,7 +288,7 @@ def replay(
             if field in overrides:  # the value came from the option, not the environment
                 message = message.replace(f"{ENV_PREFIX}{field.upper()}", option)
         raise fail(f"invalid configuration: {message}", EXIT_CONFIG) from None
-    config = ReplayConfig(MonitorConfig.from_settings(settings), settings.max_clock_skew_ms, tail_ms)
+    config = ReplayConfig(settings, tail_ms)
     try:
         source = Source(file)
     except OSError as exc:

@@ -762,9 +762,13 @@ class NullJournal:
 
     tracker = None  # nothing is checkpointed
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
+    def __init__(self, store: Store | None = None) -> None:
+        self.store = store  # or bound by open(), as the service does with any journal
         self.applied_upto = 0
+
+    def open(self, store: Store) -> bool:
+        self.store = store
+        return False  # nothing to restore
 
     def status(self) -> JournalStatus:
         return READY

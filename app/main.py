@@ -14,8 +14,8 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from app.clock import Clock
 from app.http.application import DiagnosticsApp, build_http_app
-from app.monitor import Clock
 from app.service import Service
 from app.settings import Settings, load_settings
 from telemetry.record import Recorder
@@ -31,7 +31,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
     async def lifespan(app: DiagnosticsApp) -> AsyncIterator[None]:
         if not settings.reading_tokens():
             log.warning("no OPENCLAW_DIAG_INGEST_TOKENS: the API is unauthenticated (bind stays on %s)", settings.host)
-        service = Service(settings, clock, recorder)
+        service = Service(settings, clock=clock, recorder=recorder)
         await service.open()
         app.state.service = app.service = service
         try:

@@ -14,6 +14,7 @@ from app.classifier import (
     classify_session_attention,
     is_terminal_progress_reason,
 )
+from app.clock import Clock
 from app.journal_interface import JournalError
 from app.records import Record, eviction_record, memory_record
 from app.settings import Settings
@@ -29,21 +30,6 @@ LATE_TICK_MS = 1_000
 EVICTION_SLICE = 1_000  # sessions in one eviction record: applying one holds the loop only briefly
 # An eviction wave is spread over ticks: choosing and applying a million at once would stall ingest.
 EVICTIONS_PER_TICK = 50_000
-
-
-class Clock(Protocol):
-    def now_ms(self) -> int: ...
-
-    async def sleep_until(self, at_ms: int) -> None: ...
-
-
-class SystemClock:
-    def now_ms(self) -> int:
-        return time.time_ns() // 1_000_000
-
-    async def sleep_until(self, at_ms: int) -> None:
-        delay = (at_ms - self.now_ms()) / 1000
-        await asyncio.sleep(max(0.0, delay))
 
 
 class JournalLike(Protocol):

@@ -29,22 +29,28 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
+from app.clock import ManualClock
 from app.events import decode_ndjson
 from app.journal import NullJournal
 from app.monitor import Monitor, MonitorConfig
 from app.recovery import ObserveExecutor, RecoveryCoordinator
-from app.store import ACCEPTED, DUPLICATE, IGNORED, Store
+from app.service import Service
+from app.settings import Settings
+from app.store import ACCEPTED, DUPLICATE, IGNORED
 from app.vocabulary import SEVERITY
 from telemetry.record import Recorder
 
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReplayConfig:
-    monitor: MonitorConfig
-    max_clock_skew_ms: int = 60_000
+    settings: Settings  # the service's own settings: replay runs the same core (app/service.py)
     tail_ms: int | None = None  # None: 2 * warn
+    monitor: MonitorConfig = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.monitor = MonitorConfig.from_settings(self.settings)
 
     @property
     def effective_tail_ms(self) -> int:
@@ -218,19 +224,6 @@ class _CountingReader(io.RawIOBase):
 # -- the replay itself ------------------------------------------------------------------------------
 
 
-class SimulatedClock:
-    """The monitor's Clock: time is whatever the replay says it is."""
-
-    def __init__(self, start: int = 0) -> None:
-        self.now = start
-
-    def now_ms(self) -> int:
-        return self.now
-
-    async def sleep_until(self, at_ms: int) -> None:  # pragma: no cover - replay calls tick() itself
-        self.now = max(self.now, at_ms)
-
-
 class Replayer:
     """Feeds lines through Store / Monitor / RecoveryCoordinator; calls back per verdict and per invalid line."""
 
@@ -244,28 +237,24 @@ class Replayer:
         self.on_verdict = on_verdict
         self.on_invalid = on_invalid or (lambda invalid: None)
         self.summary = Summary()
-        self.clock = SimulatedClock()
-        self.store = Store(max_clock_skew_ms=config.max_clock_skew_ms)
-        journal = NullJournal(self.store)
-        recorder = Recorder()
-        self.coordinator = RecoveryCoordinator(
-            self.store, journal, recorder, ObserveExecutor(), now_ms=self.clock.now_ms,
-        )
-        self.monitor = Monitor(
-            self.store,
-            config.monitor,
-            clock=self.clock,
-            journal=journal,
-            recovery=self.coordinator,
-            recorder=recorder,
-        )
-        self.monitor.listeners.append(self._on_monitor)
-        self.coordinator.listeners.append(self._on_coordinator)
+        self.clock = ManualClock()
+        # Time is the events': nothing kept, recoveries observed, telemetry discarded.
+        self.service = Service(config.settings, clock=self.clock, recorder=Recorder(), journal=NullJournal(),
+                               executor=ObserveExecutor())
+        self.store = self.service.store
+        self.monitor: Monitor
+        self.coordinator: RecoveryCoordinator
         self._tick_verdicts: list[Verdict] = []
         self._open: dict[tuple[str, str | None, str | None, int | None], Verdict] = {}
         self._pending = 0
         self._next_tick: int | None = None
         self._waiting: list[tuple[int, Any]] = []  # events without ts before the clock started
+
+    async def start(self) -> None:
+        await self.service.open(background=False)  # the replay runs every tick itself
+        self.monitor, self.coordinator = self.service.monitor, self.service.coordinator
+        self.monitor.listeners.append(self._on_monitor)
+        self.coordinator.listeners.append(self._on_coordinator)
 
     # -- listeners ---------------------------------------------------------------------------
 
@@ -386,7 +375,7 @@ class Replayer:
                 return self.summary
         end = self.clock.now + self.config.effective_tail_ms
         await self._advance_to(end, inclusive=True)
-        await self.coordinator.aclose()
+        await self.service.close()
         self.summary.ended_at = self.clock.now
         under = [s for s in self.store.considered() if s.attention is not None]
         under.sort(key=lambda s: (SEVERITY[s.attention.event_type], -s.attention.age_ms, s.key))  # type: ignore[union-attr]
@@ -420,6 +409,7 @@ async def replay_source(
     on_progress: Callable[[int], None] | None = None,
 ) -> Summary:
     replayer = Replayer(config, on_verdict, on_invalid)
+    await replayer.start()
     for count, (number, line) in enumerate(source.lines(), start=1):
         await replayer.feed(number, line)
         if on_progress is not None and count % 512 == 0:
@@ -437,6 +427,7 @@ def replay_lines(lines: list[bytes] | list[str], config: ReplayConfig) -> tuple[
 
     async def run() -> Summary:
         replayer = Replayer(config, verdicts.append, invalid.append)
+        await replayer.start()
         for number, line in enumerate(lines, start=1):
             await replayer.feed(number, line.encode() if isinstance(line, str) else line)
         return await replayer.finish()

@@ -11,9 +11,10 @@ import sys
 from collections import Counter
 from collections.abc import Iterable
 
+from app.clock import Clock, SystemClock
 from app.journal import Journal
-from app.journal_interface import JournalError
-from app.monitor import Clock, Monitor, MonitorConfig, SystemClock
+from app.journal_interface import JournalBackend, JournalError
+from app.monitor import Monitor, MonitorConfig
 from app.recovery import Executor, ObserveExecutor, RecoveryCoordinator, WebhookExecutor
 from app.settings import Settings
 from app.store import GatewayInfo, Store
@@ -44,44 +45,44 @@ def build_executor(settings: Settings) -> Executor:
 
 
 class Service:
-    """Everything the running service owns, created and closed by the app's lifespan."""
+    """Everything the running service owns: store, journal, recovery, monitor, telemetry.
 
-    def __init__(self, settings: Settings, clock: Clock | None = None, recorder: Recorder | None = None) -> None:
+    Built the same way wherever the core runs: `serve` (app/main.py), `replay` (app/replay.py),
+    the benchmarks and the tests. What differs is passed in: the clock (a `ManualClock` outside
+    `serve`), the journal (`NullJournal` where nothing is kept), the recovery executor and the
+    telemetry recorder. `open()` restores and starts it; `open(background=False)` leaves the
+    monitor's ticks and the checkpoints to the caller, as replay and tests drive time themselves.
+    """
+
+    def __init__(self, settings: Settings, *, clock: Clock | None = None, recorder: Recorder | None = None,
+                 journal: JournalBackend | None = None, executor: Executor | None = None) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.recorder = recorder or recorder_for(settings)
         self.tokens = settings.tokens()  # who may send events
         self.reading_tokens = settings.reading_tokens()  # who may read, and which gateways
-        self.journal = Journal(settings.data_dir, max_bytes=settings.journal_max_bytes,
-                               retention_ms=settings.journal_retention_ms, max_rows=settings.journal_max_rows)
+        self.journal: JournalBackend = journal or Journal(
+            settings.data_dir, max_bytes=settings.journal_max_bytes,
+            retention_ms=settings.journal_retention_ms, max_rows=settings.journal_max_rows)
         self.store = Store(max_clock_skew_ms=settings.max_clock_skew_ms, tracker=self.journal.tracker,
                            max_gateways=settings.max_gateways)
-        self.coordinator: RecoveryCoordinator
-        self.monitor: Monitor
+        self.coordinator = RecoveryCoordinator(
+            self.store, self.journal, self.recorder, executor or build_executor(settings),
+            now_ms=self.clock.now_ms, concurrency=settings.recovery_concurrency,
+            timeout_ms=settings.recovery_timeout_ms + 1_000,
+        )
+        self.monitor = Monitor(self.store, MonitorConfig.from_settings(settings), clock=self.clock,
+                               journal=self.journal, recovery=self.coordinator, recorder=self.recorder)
         self._checkpointer: asyncio.Task[None] | None = None
         self._switch_interval: float | None = None
         self._skew_warned: dict[str, int] = {}
         self._bounds_reported: Counter[str] = Counter()
 
-    async def open(self) -> None:
+    async def open(self, *, background: bool = True) -> None:
         restored = await asyncio.to_thread(self.journal.open, self.store)
-        settings = self.settings
-        now = self.clock.now_ms()
-        self.coordinator = RecoveryCoordinator(
-            self.store, self.journal, self.recorder, build_executor(settings),
-            now_ms=self.clock.now_ms, concurrency=settings.recovery_concurrency,
-            timeout_ms=settings.recovery_timeout_ms + 1_000,
-        )
-        self.monitor = Monitor(
-            self.store,
-            MonitorConfig.from_settings(settings),
-            clock=self.clock,
-            journal=self.journal,
-            recovery=self.coordinator,
-            recorder=self.recorder,
+        if restored:
             # Events may have been missed while the service was down: no recovery for one warn.
-            warm_until=now + settings.warn_ms if restored else None,
-        )
+            self.monitor.warm_until = self.clock.now_ms() + self.settings.warn_ms
         interrupted = await self.coordinator.complete_interrupted()
         if restored:
             # A restored store is millions of long-lived objects: keep the cyclic GC from
@@ -89,9 +90,10 @@ class Service:
             gc.collect()
             gc.freeze()
         if restored:
-            log.info("restored %d sessions from %s (%d recoveries interrupted)",
-                     self.store.session_count, self.journal.path, interrupted)
+            log.info("restored %d sessions (%d recoveries interrupted)", self.store.session_count, interrupted)
         self.recorder.bind(LiveSources(sessions=self.session_counts, gateways=self.gateway_statuses))
+        if not background:
+            return
         # The journal's writer thread needs the GIL a dozen times per group commit (every SQLite
         # call gives it back). While the loop is busy with CPU-bound work (decoding a large body,
         # applying a batch), each time it waits the interpreter's switch interval: at the default
@@ -108,7 +110,7 @@ class Service:
             self._checkpointer.cancel()
             await asyncio.gather(self._checkpointer, return_exceptions=True)
         await self.monitor.stop()
-        await self.coordinator.aclose()
+        await self.coordinator.aclose()  # a recovery still running completes as interrupted
         try:
             await self._checkpoint()
         finally:

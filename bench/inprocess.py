@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app import monitor as monitor_module
+from app.clock import ManualClock
 from app.events import Event, decode_json
 from app.journal import NullJournal
 from app.monitor import Monitor, MonitorConfig
@@ -33,19 +34,6 @@ PROBE_PASSES = 3
 
 
 # -- null collaborators --------------------------------------------------------------------------
-
-class FixedClock:
-    """The monitor's clock, set by the bench (Clock protocol)."""
-
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def now_ms(self) -> int:
-        return self.now
-
-    async def sleep_until(self, at_ms: int) -> None:
-        return None
-
 
 class NullRecovery:
     """RecoveryRequester that only counts requests."""
@@ -111,7 +99,7 @@ class ScanResult:
     recoveries: int
 
 
-def _monitor(store: Store, clock: FixedClock, recovery: NullRecovery) -> Monitor:
+def _monitor(store: Store, clock: ManualClock, recovery: NullRecovery) -> Monitor:
     config = MonitorConfig(warn_ms=WARN_MS, abort_ms=ABORT_MS, scan_interval_ms=SCAN_INTERVAL_MS,
                            max_sessions=max(1_000_000, store.session_count))
     return Monitor(store, config, clock=clock, journal=NullJournal(store), recovery=recovery, recorder=Recorder())
@@ -165,7 +153,7 @@ async def _probe(stop: asyncio.Event, worst: list[float], interval: float = 0.00
 
 
 async def scan_store(store: Store, now: int) -> ScanResult:
-    clock = FixedClock(now)
+    clock = ManualClock(now)
     recovery = NullRecovery()
     monitor = _monitor(store, clock, recovery)
     gc.collect()

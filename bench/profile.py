@@ -28,10 +28,11 @@ from bench import servers  # noqa: E402
 SCAN_SCRIPT = """
 import asyncio, gc, sys, time
 sys.path.insert(0, {root!r})
+from app.clock import ManualClock
 from bench import inprocess
 now = time.time_ns() // 1_000_000
 gc.disable(); store = inprocess.build_scan_store(100_000, 100_000, now); gc.enable(); gc.collect()
-monitor = inprocess._monitor(store, inprocess.FixedClock(now), inprocess.NullRecovery())
+monitor = inprocess._monitor(store, ManualClock(now), inprocess.NullRecovery())
 async def passes():
     await monitor.tick(now)
     time.sleep(0.5)  # marker: passes start after this

@@ -16,13 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from app.cli import app, human_ms, safe
-from app.monitor import MonitorConfig
 from app.replay import ReplayConfig, iso_ms, replay_lines
+from app.settings import Settings
 from tests.support.paths import REPO, SHARED_DATA
 
-DATA = Path("/work/shared/data")
-if not DATA.is_dir():  # CI checks the repository out elsewhere: the captures sit next to the spec
-    DATA = SHARED_DATA
+DATA = SHARED_DATA
 HUNG = DATA / "openclaw-2026.9.6-gateway-hung-model-call.ndjson"
 NORMAL = DATA / "openclaw-2026.9.6-gateway-normal-turns.ndjson"
 
@@ -327,7 +325,7 @@ def test_real_normal_capture_is_quiet() -> None:
 
 def test_replay_lines_helper_matches_the_cli(tmp_path: Path) -> None:
     verdicts, invalid, summary = replay_lines([json.dumps(e) for e in ORPHANED],
-                                              ReplayConfig(MonitorConfig(warn_ms=30_000, abort_ms=300_000)))
+                                              ReplayConfig(Settings(stuck_session_warn_ms=30_000, stuck_session_abort_ms=300_000)))
     assert invalid == [] and len(verdicts) == 1 and verdicts[0].at == T0 + 35 * S
     assert summary.ended_at == T0 + 3 * S + 60 * S
 

@@ -8,11 +8,12 @@ from typing import Any
 import msgspec
 import pytest
 
+from app.clock import ManualClock
 from app.events import Event
 from app.journal import NullJournal
-from app.monitor import Monitor, MonitorConfig
-from app.recovery import ObserveExecutor, RecoveryCoordinator
-from app.store import Store
+from app.recovery import ObserveExecutor
+from app.service import Service
+from app.settings import Settings
 from telemetry.record import Recorder
 
 pytestmark = pytest.mark.anyio
@@ -26,21 +27,10 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class FakeClock:
-    def __init__(self, now: int) -> None:
-        self.now = now
-
-    def now_ms(self) -> int:
-        return self.now
-
-    async def sleep_until(self, at_ms: int) -> None:
-        self.now = max(self.now, at_ms)
-
-
 class CapturingRecorder(Recorder):
     """The telemetry contract, keeping what it is told (reports stamped with the fake time)."""
 
-    def __init__(self, clock: FakeClock) -> None:
+    def __init__(self, clock: ManualClock) -> None:
         self.clock = clock
         self.reports: list[dict[str, Any]] = []
         self.requested: list[dict[str, Any]] = []
@@ -61,20 +51,19 @@ class CapturingRecorder(Recorder):
 
 
 class Harness:
+    """The core as the service builds it (app/service.py), on a manual clock, driven tick by tick."""
+
     def __init__(self, warn_s: int = 30, tick_s: int = 5, **config: int) -> None:
-        self.clock = FakeClock(T0)
-        self.store = Store()
+        self.clock = ManualClock(T0)
         self.recorder = CapturingRecorder(self.clock)
-        journal = NullJournal(self.store)
-        self.coordinator = RecoveryCoordinator(
-            self.store, journal, self.recorder, ObserveExecutor(), now_ms=self.clock.now_ms
-        )
-        settings = {"abort_ms": max(300 * S, 3 * warn_s * S), "scan_interval_ms": tick_s * S,
+        if "abort_ms" in config:
+            config["stuck_session_abort_ms"] = config.pop("abort_ms")
+        settings = {"stuck_session_abort_ms": max(300 * S, 3 * warn_s * S), "scan_interval_ms": tick_s * S,
                     "gateway_silence_ms": 10**9, **config}
-        self.monitor = Monitor(
-            self.store, MonitorConfig(warn_ms=warn_s * S, **settings),
-            clock=self.clock, journal=journal, recovery=self.coordinator, recorder=self.recorder,
-        )
+        self.service = Service(Settings(stuck_session_warn_ms=warn_s * S, **settings), clock=self.clock,
+                               recorder=self.recorder, journal=NullJournal(), executor=ObserveExecutor())
+        self.service.journal.open(self.service.store)  # nothing to restore: applies what is submitted
+        self.store, self.monitor, self.coordinator = self.service.store, self.service.monitor, self.service.coordinator
 
     def post(self, type_: str, at_s: float = 0, **fields: Any) -> None:
         ts = T0 + int(at_s * S)
