@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from app.events import Decoded, Event, Rejection
+from app.decoding import Decoded, Rejection
+from app.events import Event
 from app.records import events_record
 from app.store import (
     ACCEPTED,

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from app.clock import ManualClock
-from app.events import decode_ndjson
+from app.decoding import decode_ndjson
 from app.journal import NullJournal
 from app.monitor import Monitor, MonitorConfig
 from app.recovery import ObserveExecutor, RecoveryCoordinator

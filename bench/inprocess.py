@@ -18,7 +18,8 @@ from typing import Any
 
 from app import monitor as monitor_module
 from app.clock import ManualClock
-from app.events import Event, decode_json
+from app.decoding import decode_json
+from app.events import Event
 from app.journal import NullJournal
 from app.monitor import Monitor, MonitorConfig
 from app.store import Session, Store

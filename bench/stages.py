@@ -24,7 +24,7 @@ import msgspec  # noqa: E402
 import orjson  # noqa: E402
 
 from app import records  # noqa: E402
-from app.events import decode_json  # noqa: E402
+from app.decoding import decode_json  # noqa: E402
 from app.store import ACCEPTED, DEFAULT_GATEWAY, DUPLICATE, Store  # noqa: E402
 from bench.workload import body  # noqa: E402
 from telemetry.record import Recorder  # noqa: E402

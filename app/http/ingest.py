@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from app.events import (
+from app.decoding import (
     BodyError,
     Decoded,
     DecodeSteps,

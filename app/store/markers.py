@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from app.events import (
-    INT64_MAX,
-    Event,
-)
+from app.events import INT64_MAX, Event
 
 
 def tool_marker(event: Event) -> str:

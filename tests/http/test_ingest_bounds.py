@@ -14,8 +14,8 @@ import sys
 import pytest
 from fastapi.testclient import TestClient
 
-from app import events as events_module
-from app.events import (
+from app import decoding as decoding_module
+from app.decoding import (
     DECODE_SLICE,
     TooManyEvents,
     decode_json,
@@ -33,13 +33,13 @@ TINY = b'{"type":"x"}'
 def checked(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts the events `check_event` looks at: the per-event work of a decode."""
     calls: list[int] = []
-    original = events_module.check_event
+    original = decoding_module.check_event
 
     def counting(index, event):
         calls.append(index)
         return original(index, event)
 
-    monkeypatch.setattr(events_module, "check_event", counting)
+    monkeypatch.setattr(decoding_module, "check_event", counting)
     return calls
 
 

@@ -14,7 +14,8 @@ from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, Sum
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from app.events import KNOWN_TYPES, Event, decode_ndjson
+from app.decoding import decode_ndjson
+from app.events import KNOWN_TYPES, Event
 from telemetry import instruments as ins
 from telemetry.record import (
     GatewayStatus,

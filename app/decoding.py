@@ -1,9 +1,10 @@
-"""The inbound event vocabulary and its decoding (README, "Event vocabulary").
+"""Decoding a request body into events (README, "HTTP API"; docs/security.md).
 
-One typed msgspec struct carries every field the service reads from any event type. A body is
-split into its events without building them (so a count over the limit costs a syntax scan), then
-decoded event by event in slices: a typed decode on the happy path, and for an event that fails
-it, a slow path that names the bad field, so one bad event never drops the good ones.
+A body is split into its events without building them (so a count over the limit costs a syntax
+scan), then decoded event by event in slices: a typed decode on the happy path, and for an event
+that fails it, a slow path that names the bad field, so one bad event never drops the good ones.
+The decoders are step generators: the ingest path yields to the event loop between steps, and
+everything else (replay, tests, benchmarks) runs them to the end in one go.
 """
 
 from __future__ import annotations
@@ -13,174 +14,17 @@ import math
 import re
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 
 import msgspec
 
-MIN_TS = 946_684_800_000  # 2000-01-01T00:00:00Z
-INT64_MAX = 2**63 - 1
-
-Ts = Annotated[int, msgspec.Meta(ge=MIN_TS, le=INT64_MAX)]
-Seq = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
-Depth = Annotated[int, msgspec.Meta(ge=0, le=1_000_000)]
-Count = Annotated[int, msgspec.Meta(ge=0, le=INT64_MAX)]
-Amount = Annotated[float, msgspec.Meta(ge=0)]
-Str = Annotated[str, msgspec.Meta(max_length=512)]
-GatewayStr = Annotated[str, msgspec.Meta(max_length=128)]
-EventIdStr = Annotated[str, msgspec.Meta(max_length=256)]
-
-
-class Usage(msgspec.Struct, omit_defaults=True):
-    input: Amount | None = None
-    output: Amount | None = None
-    cacheRead: Amount | None = None
-    cacheWrite: Amount | None = None
-    promptTokens: Amount | None = None
-    total: Amount | None = None
-
-
-class ContextSize(msgspec.Struct, omit_defaults=True):
-    limit: Amount | None = None
-    used: Amount | None = None
-
-
-class Event(msgspec.Struct, omit_defaults=True):
-    """Every field any event type may carry that the service acts on. Unknown fields are skipped."""
-
-    type: Str
-    ts: Ts | None = None
-    seq: Seq | None = None
-    eventId: EventIdStr | None = None
-    gatewayId: GatewayStr | None = None
-    sessionKey: Str | None = None
-    sessionId: Str | None = None
-    runId: Str | None = None
-    # session state
-    state: Str | None = None
-    prevState: Str | None = None
-    reason: Str | None = None
-    queueDepth: Depth | None = None
-    source: Str | None = None
-    channel: Str | None = None
-    # activity
-    toolName: Str | None = None
-    toolCallId: Str | None = None
-    toolSource: Str | None = None
-    provider: Str | None = None
-    model: Str | None = None
-    callId: Str | None = None
-    workKey: Str | None = None
-    clearRunActivity: bool | None = None
-    outcome: Str | None = None
-    trigger: Str | None = None
-    agentId: Str | None = None
-    api: Str | None = None
-    transport: Str | None = None
-    errorCategory: Str | None = None
-    failureKind: Str | None = None
-    # metrics
-    durationMs: Amount | None = None
-    requestPayloadBytes: Amount | None = None
-    responseStreamBytes: Amount | None = None
-    timeToFirstByteMs: Amount | None = None
-    waitMs: Amount | None = None
-    usage: Usage | None = None
-    context: ContextSize | None = None
-    costUsd: Amount | None = None
-    lane: Str | None = None
-    queueSize: Count | None = None
-    queued: Count | None = None
-    dropped: Count | None = None
-    attempt: Count | None = None
-    updateType: Str | None = None
-    deliveryKind: Str | None = None
-    phase: Str | None = None
-    # the gateway's own verdicts
-    ageMs: Amount | None = None
-    classification: Str | None = None
-    activeWorkKind: Str | None = None
-    lastProgressAgeMs: Amount | None = None
-    lastProgressReason: Str | None = None
-    status: Str | None = None
-    action: Str | None = None
-    outcomeReason: Str | None = None
-    released: Count | None = None
-
-
-SESSION_STATE_TYPES = frozenset({"message.queued", "session.state", "session.progress"})
-ACTIVITY_TYPES = frozenset(
-    {
-        "tool.execution.started",
-        "tool.execution.completed",
-        "tool.execution.error",
-        "tool.execution.blocked",
-        "model.call.started",
-        "model.call.completed",
-        "model.call.error",
-        "run.progress",
-        "run.started",
-        "run.completed",
-        "embedded_run.started",
-        "embedded_run.ended",
-    }
+from app.events import (
+    KNOWN_TYPES,
+    REQUIRED_FIELDS,
+    SESSION_SCOPED_TYPES,
+    SESSION_STATES,
+    Event,
 )
-SESSION_SCOPED_TYPES = SESSION_STATE_TYPES | ACTIVITY_TYPES
-METRICS_ONLY_TYPES = frozenset(
-    {
-        "model.usage",
-        "model.failover",
-        "webhook.received",
-        "webhook.processed",
-        "webhook.error",
-        "message.received",
-        "message.processed",
-        "message.dispatch.started",
-        "message.dispatch.completed",
-        "message.delivery.started",
-        "message.delivery.completed",
-        "message.delivery.error",
-        "queue.lane.enqueue",
-        "queue.lane.dequeue",
-        "session.turn.created",
-        "run.attempt",
-        "tool.loop",
-        "diagnostic.heartbeat",
-        "harness.run.started",
-        "harness.run.completed",
-        "harness.run.error",
-        "run.execution_phase",
-    }
-)
-GATEWAY_VERDICT_TYPES = frozenset(
-    {"session.long_running", "session.stalled", "session.stuck"}
-)
-GATEWAY_RECOVERY_TYPES = frozenset({"session.recovery.requested", "session.recovery.completed"})
-KEEPALIVE_TYPE = "forwarder.keepalive"
-KNOWN_TYPES = (
-    SESSION_SCOPED_TYPES
-    | METRICS_ONLY_TYPES
-    | GATEWAY_VERDICT_TYPES
-    | GATEWAY_RECOVERY_TYPES
-    | frozenset({KEEPALIVE_TYPE})
-)
-
-SESSION_STATES = ("idle", "processing", "waiting")
-
-# Fields each known type must carry (events.md tables).
-REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
-    "message.queued": ("source",),
-    "session.state": ("state",),
-    "tool.execution.started": ("toolName",),
-    "tool.execution.completed": ("toolName",),
-    "tool.execution.error": ("toolName",),
-    "tool.execution.blocked": ("toolName",),
-    "model.call.started": ("provider", "model"),
-    "model.call.completed": ("provider", "model"),
-    "model.call.error": ("provider", "model"),
-    "run.progress": ("reason",),
-    "run.started": ("runId",),
-    "run.completed": ("runId",),
-}
 
 _ID_FIELDS = ("eventId", "gatewayId", "sessionKey", "sessionId", "runId")
 
@@ -467,11 +311,3 @@ def _parse_wide(body: bytes) -> Any:
 
 def _finite(number: float) -> float | _OutOfRange:
     return number if math.isfinite(number) else _OutOfRange()
-
-
-def encode_event(event: Event) -> bytes:
-    return msgspec.json.encode(event)
-
-
-def decode_stored_event(data: bytes) -> Event:
-    return _event_decoder.decode(data)
