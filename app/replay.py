@@ -1,10 +1,12 @@
 """Replay a recorded capture through the service's own store, monitor, classifier and recovery
 coordinator, with a simulated clock driven by the events' `ts` (issue 8, `openclaw-diagnostics replay`).
 
-Nothing here re-implements a rule: events go through `Store.apply_event`, ticks through
-`Monitor.tick`, recoveries through `RecoveryCoordinator` with the observe executor, and the
-journal is the `NullJournal` (replay needs no data directory). What this module adds is only
-the clock and the bookkeeping of what the monitor reported.
+Nothing here re-implements a rule: the core is the service's own (`Service`, app/service.py),
+built with a `ManualClock`, the observe executor and the `NullJournal` (replay needs no data
+directory); events go through `Store.apply_event`, ticks through `Monitor.tick`. What this
+module adds is the clock's driving and the bookkeeping of what the monitor reported — with the
+input it reads (`Source`) and the records it reports in (`Verdict`, `Summary`), which is why it
+runs past 400 lines.
 
 Time: the simulated clock starts at the first event's `ts` and the monitor ticks every scan
 interval from there. Before an event is applied, every tick scheduled strictly before its `ts`
