@@ -19,13 +19,14 @@ import heapq
 import html
 import json
 from collections import Counter
-from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from app.formatting import human_ms
+from app.formatting import stamp_ms as clock
 from app.http import api, auth
 from app.http.auth import authorize
 from app.http.errors import ApiError
@@ -59,30 +60,6 @@ router = APIRouter(include_in_schema=False)
 def e(value: Any) -> str:
     """HTML-escape anything (attribute-safe)."""
     return html.escape("" if value is None else str(value), quote=True)
-
-
-def human_ms(ms: int | float | None) -> str:
-    """Same rules as app.js `human`: 850ms, 35s, 4m 05s, 2h 03m, 3d 4h."""
-    if ms is None:
-        return "–"
-    ms = max(0, int(ms))
-    if ms < 1_000:
-        return f"{ms}ms"
-    seconds = ms // 1000
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3_600:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
-    if seconds < 86_400:
-        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
-
-
-def clock(ms: int | None) -> str:
-    """Epoch ms as `2026-11-25 03:04:54Z` (same as app.js `stamp`)."""
-    if ms is None:
-        return "–"
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def _service(request: Request) -> Service:

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from app.http.page import human_ms
+from app.formatting import human_ms
 from tests.support.service_process import keepalive, now_ms, post_events, wait_until
 
 pytestmark = pytest.mark.e2e
