@@ -19,11 +19,14 @@ import heapq
 import html
 import json
 from collections import Counter
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from app.formatting import human_ms
 from app.formatting import stamp_ms as clock
@@ -298,12 +301,12 @@ def _layout(request: Request, title: str, page: str, body: str, data: dict[str, 
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<title>{e(title)}</title><link rel="icon" href="data:,">'
-        f'<link rel="stylesheet" href="{e(base)}/ui/app.css"></head>'
+        f'<link rel="stylesheet" href="{e(base)}{STATIC_PATH}/app.css"></head>'
         f"<body{attrs}>"
         f'<header class="top"><a class="brand" href="{e(base)}/"><span class="logo">◎</span> OpenClaw diagnostics</a>'
         f'<div class="top-right">{unauth}{live}{signout}</div></header>'
         f"<main>{body}</main>"
-        f'<script src="{e(base)}/ui/app.js"></script></body></html>'
+        f'<script src="{e(base)}{STATIC_PATH}/app.js"></script></body></html>'
     )
 
 
@@ -588,411 +591,28 @@ async def logout(request: Request) -> Response:
     return response
 
 
-_STATIC_HEADERS = {"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"}
+STATIC_PATH = "/ui/static"  # app/http/static/, mounted by install_static_files
+STATIC_DIR = Path(__file__).with_name("static")
+STATIC_HEADERS = {"Cache-Control": "public, max-age=300", "X-Content-Type-Options": "nosniff"}
+
+
+class _StaticFiles(StaticFiles):
+    """Starlette's StaticFiles, with the page's cache lifetime and `nosniff` on every answer."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.update(STATIC_HEADERS)
+        return response
+
+
+def install_static_files(app: FastAPI) -> None:
+    """Serve app/http/static/ (the page's app.css and app.js) under /ui/static/."""
+    app.mount(STATIC_PATH, _StaticFiles(directory=STATIC_DIR), name="ui-static")
 
 
 @router.get("/ui/app.css")
-async def stylesheet() -> Response:
-    return Response(CSS, media_type="text/css; charset=utf-8", headers=_STATIC_HEADERS)
-
-
 @router.get("/ui/app.js")
-async def script() -> Response:
-    return Response(JS, media_type="text/javascript; charset=utf-8", headers=_STATIC_HEADERS)
-
-
-CSS = """
-:root {
-  --bg: #f4f5f7; --panel: #fff; --line: #e3e6ea; --text: #1d2430; --muted: #6b7380;
-  --stuck: #c62828; --stuck-bg: #fdecea; --stalled: #b45309; --stalled-bg: #fff4e0;
-  --long: #1d5fd1; --long-bg: #e8f0fe; --ok: #1b7f3b; --ok-bg: #e7f5ec; --accent: #2c3e66;
-  --mono: ui-monospace, SFMono-Regular, Menlo, Consolas, "Liberation Mono", monospace;
-}
-* { box-sizing: border-box; }
-body { margin: 0; background: var(--bg); color: var(--text);
-  font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, "Helvetica Neue", Arial, sans-serif; }
-a { color: var(--long); text-decoration: none; }
-a:hover { text-decoration: underline; }
-.top { display: flex; align-items: center; justify-content: space-between; padding: 10px 24px;
-  background: var(--accent); color: #fff; }
-.brand { color: #fff; font-weight: 600; font-size: 15px; letter-spacing: .2px; }
-.brand:hover { text-decoration: none; }
-.logo { opacity: .8; margin-right: 4px; }
-.top-right { display: flex; align-items: center; gap: 10px; }
-.pill { font-size: 12px; padding: 2px 10px; border-radius: 999px; background: rgba(255,255,255,.15); color: #fff; }
-.pill.live::before { content: ""; display: inline-block; width: 7px; height: 7px; border-radius: 50%;
-  background: #4ade80; margin-right: 6px; vertical-align: 1px; }
-.pill.down { background: #7f1d1d; }
-.pill.warn { background: #92400e; }
-.signout button { background: transparent; border: 1px solid rgba(255,255,255,.4); color: #fff;
-  border-radius: 6px; padding: 2px 10px; font-size: 12px; cursor: pointer; }
-main { max-width: 1320px; margin: 0 auto; padding: 20px 24px 32px; }
-.cards { display: grid; grid-template-columns: repeat(5, minmax(0, 1fr)); gap: 12px; margin-bottom: 16px; }
-.card { background: var(--panel); border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px;
-  border-top: 3px solid var(--line); }
-.card.stuck { border-top-color: var(--stuck); }
-.card.stalled { border-top-color: var(--stalled); }
-.card.long { border-top-color: var(--long); }
-.card-label { font-size: 12px; color: var(--muted); text-transform: uppercase; letter-spacing: .5px; }
-.card-value { font-size: 26px; font-weight: 600; margin: 2px 0; font-variant-numeric: tabular-nums; }
-.card.stuck.active .card-value { color: var(--stuck); }
-.card.stalled.active .card-value { color: var(--stalled); }
-.card.long.active .card-value { color: var(--long); }
-.card-note { font-size: 12px; color: var(--muted); }
-.panel { background: var(--panel); border: 1px solid var(--line); border-radius: 8px; padding: 14px 16px;
-  margin-bottom: 16px; overflow-x: auto; }
-.panel-head { display: flex; align-items: baseline; gap: 12px; margin-bottom: 8px; }
-h1 { font-size: 20px; margin: 0 0 6px; }
-h2 { font-size: 14px; margin: 0 0 8px; text-transform: uppercase; letter-spacing: .5px; color: var(--muted); }
-.panel-head h2 { margin: 0; }
-.hint { font-size: 12px; color: var(--muted); }
-table.grid { width: 100%; border-collapse: collapse; }
-.grid th { text-align: left; font-size: 12px; font-weight: 600; color: var(--muted); padding: 6px 10px;
-  border-bottom: 1px solid var(--line); white-space: nowrap; }
-.grid td { padding: 7px 10px; border-bottom: 1px solid #eef0f3; vertical-align: top; }
-.grid tbody tr:hover { background: #fafbfc; }
-.grid.compact td { padding: 5px 10px; }
-.grid tr.sev-stuck td:first-child { box-shadow: inset 3px 0 0 var(--stuck); }
-.grid tr.sev-stalled td:first-child { box-shadow: inset 3px 0 0 var(--stalled); }
-.grid tr.sev-long td:first-child { box-shadow: inset 3px 0 0 var(--long); }
-.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-th.num { text-align: right; }
-.nowrap { white-space: nowrap; }
-.grid td.nowrap { width: 1%; padding-right: 24px; }
-.mono, .key { font-family: var(--mono); font-size: 12.5px; }
-.session { min-width: 280px; }
-.session .key { font-weight: 600; overflow-wrap: anywhere; }
-.grid .shrink { width: 1%; white-space: nowrap; }
-.sub { font-size: 12px; color: var(--muted); }
-.muted { color: var(--muted); }
-.details { word-break: break-all; color: #3b4452; }
-.badge { display: inline-block; font-size: 11px; font-weight: 700; padding: 2px 8px; border-radius: 4px;
-  text-transform: uppercase; letter-spacing: .4px; white-space: nowrap; }
-.badge.stuck { color: var(--stuck); background: var(--stuck-bg); }
-.badge.stalled { color: var(--stalled); background: var(--stalled-bg); }
-.badge.long { color: var(--long); background: var(--long-bg); }
-.badge.none { color: var(--ok); background: var(--ok-bg); }
-.rec { font-size: 12px; }
-.rec.pending { color: var(--stalled); }
-.rec.ok { color: var(--ok); }
-.rec.warn { color: var(--stalled); font-weight: 600; }
-.rec.muted { color: var(--muted); }
-.empty { color: var(--muted); margin: 6px 0; }
-.more { color: var(--muted); font-size: 12px; }
-footer { color: var(--muted); font-size: 12px; text-align: center; margin-top: 8px; }
-.crumbs { margin: 0 0 12px; }
-.detail-head { display: flex; align-items: center; gap: 12px; }
-.detail-head h1 { margin: 0; font-size: 18px; overflow-wrap: anywhere; }
-.cols { display: grid; grid-template-columns: repeat(3, minmax(0, 1fr)); gap: 12px; margin-top: 12px; }
-.facts { display: grid; grid-template-columns: max-content 1fr; gap: 4px 14px; margin: 0; }
-.facts dt { color: var(--muted); font-size: 12.5px; }
-.facts dd { margin: 0; word-break: break-word; }
-tr.gw td { color: #4b5563; }
-.login { max-width: 440px; margin: 48px auto; }
-.login label { display: block; font-weight: 600; margin: 14px 0 4px; }
-.login input[type=password] { width: 100%; padding: 8px 10px; border: 1px solid #c9ced6; border-radius: 6px; font: inherit; }
-.login button { margin-top: 12px; background: var(--accent); color: #fff; border: 0; border-radius: 6px;
-  padding: 8px 16px; font: inherit; cursor: pointer; }
-.error { color: var(--stuck); background: var(--stuck-bg); padding: 6px 10px; border-radius: 6px; }
-@media (max-width: 900px) { .cards { grid-template-columns: repeat(2, minmax(0, 1fr)); } .cols { grid-template-columns: 1fr; } }
-"""
-
-
-JS = r"""
-(function () {
-  "use strict";
-  // Everything below builds DOM nodes and sets textContent: nothing from the server is ever
-  // parsed as HTML (session keys, tool names and reasons come from the network).
-  var body = document.body;
-  var base = body.dataset.base || "";
-  var page = body.dataset.page;
-  var live = document.getElementById("live");
-  var SEV = {"session.stuck": "stuck", "session.stalled": "stalled", "session.long_running": "long"};
-  var LABEL = {"session.stuck": "Stuck", "session.stalled": "Stalled", "session.long_running": "Long-running"};
-  var DASH = "\u2013";
-
-  function h(tag, attrs) {
-    var node = document.createElement(tag);
-    if (attrs) for (var name in attrs) {
-      if (name === "text") node.textContent = attrs[name];
-      else if (name === "cls") node.className = attrs[name];
-      else node.setAttribute(name, attrs[name]);
-    }
-    for (var i = 2; i < arguments.length; i++) {
-      var child = arguments[i];
-      if (child === null || child === undefined) continue;
-      node.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
-    }
-    return node;
-  }
-  function human(ms) {
-    if (ms === null || ms === undefined) return DASH;
-    ms = Math.max(0, Math.floor(ms));
-    if (ms < 1000) return ms + "ms";
-    var s = Math.floor(ms / 1000);
-    if (s < 60) return s + "s";
-    var pad = function (n) { return (n < 10 ? "0" : "") + n; };
-    if (s < 3600) return Math.floor(s / 60) + "m " + pad(s % 60) + "s";
-    if (s < 86400) return Math.floor(s / 3600) + "h " + pad(Math.floor(s % 3600 / 60)) + "m";
-    return Math.floor(s / 86400) + "d " + Math.floor(s % 86400 / 3600) + "h";
-  }
-  function stamp(ms) {
-    if (ms === null || ms === undefined) return DASH;
-    return new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
-  }
-  function badge(type) {
-    if (!type) return h("span", {cls: "badge none", text: "OK"});
-    return h("span", {cls: "badge " + (SEV[type] || "none"), text: LABEL[type] || type});
-  }
-  function sub(text, mono) { return h("div", {cls: mono ? "sub mono" : "sub", text: text}); }
-  function sessionHref(gateway, key) {
-    return base + "/ui/session?" + new URLSearchParams({gatewayId: gateway, sessionKey: key}).toString();
-  }
-  function workText(a) {
-    if (!a.activeWorkKind) return DASH;
-    var text = a.activeWorkKind.replace(/_/g, " ");
-    if (a.activeToolName) text += " \u00b7 " + a.activeToolName + " (" + human(a.activeToolAgeMs) + ")";
-    if (a.hasActiveEmbeddedRun && a.activeWorkKind !== "embedded_run") text += " \u00b7 run active";
-    return text;
-  }
-  function progress(a) {
-    if (a.lastProgressAgeMs === null || a.lastProgressAgeMs === undefined) return [DASH, ""];
-    return [human(a.lastProgressAgeMs) + " ago", a.lastProgressReason || ""];
-  }
-  function recovery(item) {
-    if (item.recoveryInFlight) return ["in flight", "pending"];
-    var last = item.lastRecovery;
-    if (!last) return [DASH, "muted"];
-    if (last.kind === "requested") return ["requested", "pending"];
-    var text = last.status + " / " + last.action;
-    if (last.outcomeReason) text += " (" + last.outcomeReason + ")";
-    if (last.stale) text += " \u00b7 stale";
-    return [text, (last.status === "aborted" || last.status === "released") ? "ok" : "muted"];
-  }
-  function table(cls, headers, rows) {
-    var head = h("tr");
-    headers.forEach(function (col) {
-      head.appendChild(h("th", col[1] ? {cls: "num", text: col[0]} : {text: col[0]}));
-    });
-    var tbody = h("tbody");
-    rows.forEach(function (row) { tbody.appendChild(row); });
-    return h("table", {cls: cls}, h("thead", null, head), tbody);
-  }
-  function replace(id, node) {
-    var target = document.getElementById(id);
-    if (!target) return;
-    target.textContent = "";
-    if (Array.isArray(node)) node.forEach(function (n) { target.appendChild(n); });
-    else target.appendChild(node);
-  }
-
-  // -- overview -------------------------------------------------------------------------------
-  function cards(state) {
-    var c = state.counts, s = state.sessions;
-    var silent = state.gateways.filter(function (g) { return g.silent; }).length;
-    var list = [
-      ["stuck", "Stuck", c.stuck, "recovery eligible"],
-      ["stalled", "Stalled", c.stalled, "active work without progress"],
-      ["long", "Long-running", c.long_running, "busy past the warn threshold"],
-      ["neutral", "Sessions tracked", s.total, s.byState.processing + " processing \u00b7 " +
-        s.byState.waiting + " waiting \u00b7 " + s.byState.idle + " idle"],
-      [silent ? "stalled" : "neutral", "Gateways", state.gateways.length, silent ? silent + " silent" : "all reporting"]
-    ];
-    return list.map(function (card) {
-      var active = (["stuck", "stalled", "long"].indexOf(card[0]) >= 0 && card[2]) ? " active" : "";
-      return h("div", {cls: "card " + card[0] + active},
-        h("div", {cls: "card-label", text: card[1]}),
-        h("div", {cls: "card-value", text: String(card[2])}),
-        h("div", {cls: "card-note", text: card[3]}));
-    });
-  }
-  function attention(state) {
-    if (!state.items.length) return h("p", {cls: "empty", text: "No session needs attention."});
-    var rows = state.items.map(function (item) {
-      var att = item.attention || {}, a = item.activity || {};
-      var key = item.sessionKey || item.sessionId || "";
-      var p = progress(a), r = recovery(item);
-      return h("tr", {cls: "sev-" + (SEV[att.eventType] || "none")},
-        h("td", null, badge(att.eventType)),
-        h("td", {cls: "session"}, h("a", {cls: "key", href: sessionHref(item.gatewayId, key), text: key}),
-          sub(item.gatewayId)),
-        h("td", null, h("span", {cls: "mono", text: att.reason || ""}),
-          sub(att.classification === att.reason ? "" : (att.classification || ""))),
-        h("td", {cls: "num", text: human(att.attentionAgeMs)}),
-        h("td", null, item.state, sub("queue " + item.queueDepth)),
-        h("td", {text: workText(a)}),
-        h("td", null, p[0], sub(p[1], true)),
-        h("td", null, h("span", {cls: "rec " + r[1], text: r[0]})));
-    });
-    var nodes = [table("grid", [["Severity"], ["Session"], ["Reason"], ["Attention age", 1], ["State"],
-      ["Active work"], ["Last progress"], ["Recovery"]], rows)];
-    var more = state.underAttention - state.items.length;
-    if (more > 0) nodes.push(h("p", {cls: "more", text: "\u2026 and " + more + " more (see GET /v1/sessions)"}));
-    return nodes;
-  }
-  function gateways(state) {
-    if (!state.gateways.length) return h("p", {cls: "empty", text: "No gateway has sent events yet."});
-    var rows = state.gateways.map(function (g) {
-      return h("tr", null,
-        h("td", {cls: "mono", text: g.gatewayId}),
-        h("td", null, g.silent ? h("span", {cls: "rec warn", text: "silent"}) : h("span", {cls: "rec ok", text: "reporting"})),
-        h("td", {cls: "num", text: human(g.lastHeardAgoMs) + " ago"}),
-        h("td", {cls: "num", text: g.clockSkewMs + " ms"}),
-        h("td", {cls: "num", text: String(g.sessions)}),
-        h("td", {cls: "num", text: String(g.eventsAccepted)}));
-    });
-    return table("grid compact", [["Gateway"], ["Status"], ["Last heard", 1], ["Clock skew", 1], ["Sessions", 1],
-      ["Events accepted", 1]], rows);
-  }
-  function footer(state) {
-    var m = state.monitor;
-    return "warn " + human(m.warnMs) + " \u00b7 abort " + human(m.abortMs) + " \u00b7 scan every " +
-      human(m.scanIntervalMs) + " \u00b7 recovery mode " + m.recoveryMode + " \u00b7 " +
-      (m.running ? "monitor running" : "monitor NOT running");
-  }
-  function renderOverview(state) {
-    replace("cards", cards(state));
-    replace("attention", attention(state));
-    replace("gateways", gateways(state));
-    document.getElementById("footer").textContent = footer(state);
-    var c = state.counts;
-    document.title = (c.stuck ? "(" + c.stuck + " stuck) " : "") + "OpenClaw diagnostics";
-  }
-
-  // -- one session ----------------------------------------------------------------------------
-  function facts(rows) {
-    var dl = h("dl", {cls: "facts"});
-    rows.forEach(function (row) {
-      dl.appendChild(h("dt", {text: row[0]}));
-      dl.appendChild(h("dd", null, row[1]));
-    });
-    return dl;
-  }
-  function usageText(u) {
-    var tokens = (u.total === null || u.total === undefined) ? DASH : Number(u.total).toLocaleString("en-US");
-    var cost = (u.costUsd === null || u.costUsd === undefined) ? DASH : "$" + Number(u.costUsd).toFixed(4);
-    return tokens + " tokens \u00b7 " + cost;
-  }
-  function span(cls, text) { return h("span", {cls: cls, text: text}); }
-  function frag() {
-    var f = document.createDocumentFragment();
-    for (var i = 0; i < arguments.length; i++) {
-      var c = arguments[i];
-      f.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
-    }
-    return f;
-  }
-  function details(ev) {
-    var skip = {type: 1, ts: 1, receivedAt: 1, gatewayId: 1, sessionKey: 1, sessionId: 1, seq: 1, eventId: 1};
-    var parts = [];
-    Object.keys(ev).forEach(function (name) {
-      var v = ev[name];
-      if (skip[name] || v === null || v === undefined) return;
-      parts.push(name + "=" + (typeof v === "object" ? JSON.stringify(v) : String(v)));
-    });
-    return parts.join(" ");
-  }
-  function renderDetail(item) {
-    var att = item.attention, a = item.activity || {}, usage = item.usage || {};
-    var key = item.sessionKey || item.sessionId || "";
-    var p = progress(a);
-    var nodes = [];
-    nodes.push(h("div", {cls: "detail-head"}, badge(att ? att.eventType : null), h("h1", {cls: "key", text: key})));
-    nodes.push(h("p", {cls: "sub"}, "gateway ", span("mono", item.gatewayId), " \u00b7 session id ",
-      span("mono", item.sessionId || DASH)));
-    var sessionRows = [
-      ["State", item.state], ["Queue depth", String(item.queueDepth)], ["Generation", String(item.generation)],
-      ["Last activity", frag(human(item.ageMs) + " ago ", span("sub", stamp(item.lastActivityAt)))],
-      ["Recovery in flight", item.recoveryInFlight ? "yes" : "no"],
-      ["Usage", usageText(usage)]
-    ];
-    var attRows = att ? [
-      ["Verdict", att.eventType], ["Reason", span("mono", att.reason)], ["Classification", att.classification],
-      ["Attention age", human(att.attentionAgeMs)], ["Since", stamp(att.since)],
-      ["Recovery eligible", att.recoveryEligible ? "yes" : "no"]
-    ] : [["Verdict", span("muted", "not under attention")]];
-    var actRows = [
-      ["Active work", workText(a)], ["Tool call id", span("mono", a.activeToolCallId || DASH)],
-      ["Last progress", frag(p[0] + " ", span("sub mono", p[1]))]
-    ];
-    if (item.gatewayVerdict) {
-      var v = item.gatewayVerdict;
-      actRows.push(["Gateway's own verdict", frag((v.eventType || "") + " ", span("mono", v.reason || ""), " ",
-        span("sub", stamp(v.ts)))]);
-    }
-    nodes.push(h("section", {cls: "cols"},
-      h("div", {cls: "panel"}, h("h2", {text: "Session"}), facts(sessionRows)),
-      h("div", {cls: "panel"}, h("h2", {text: "Attention"}), facts(attRows)),
-      h("div", {cls: "panel"}, h("h2", {text: "Activity"}), facts(actRows))));
-
-    var recRows = (item.recoveries || []).map(function (r) {
-      var at = r.kind === "completed" ? r.completedAt : r.requestedAt;
-      var what;
-      if (r.kind === "completed") {
-        what = r.status + " / " + r.action + (r.outcomeReason ? " (" + r.outcomeReason + ")" : "") + (r.stale ? " \u00b7 stale" : "");
-      } else {
-        what = "requested" + (r.allowActiveAbort ? " \u00b7 active abort allowed" : "");
-      }
-      return h("tr", null, h("td", {cls: "nowrap", text: stamp(at)}), h("td", {text: r.kind || ""}), h("td", {text: what}),
-        h("td", {cls: "mono", text: r.reason || ""}), h("td", {cls: "num", text: human(r.ageMs)}),
-        h("td", {cls: "num", text: r.stateGeneration === undefined ? "" : String(r.stateGeneration)}));
-    });
-    (item.gatewayRecoveries || []).forEach(function (r) {
-      var what = (r.eventType || "").replace("session.recovery.", "") + (r.status ? ": " + r.status + " / " + r.action : "");
-      recRows.push(h("tr", {cls: "gw"}, h("td", {cls: "nowrap", text: stamp(r.ts)}), h("td", {text: "gateway"}),
-        h("td", {text: what}), h("td", {cls: "mono", text: r.reason || r.outcomeReason || ""}),
-        h("td", {cls: "num", text: human(r.ageMs)}), h("td", {cls: "num", text: DASH})));
-    });
-    var recBody = recRows.length ? table("grid compact", [["Time"], ["Kind"], ["Outcome"], ["Reason"], ["Age", 1],
-      ["Generation", 1]], recRows) : h("p", {cls: "empty", text: "No recovery requested for this session."});
-    nodes.push(h("section", {cls: "panel"}, h("div", {cls: "panel-head"}, h("h2", {text: "Recovery history"}),
-      span("hint", "newest first")), recBody));
-
-    var events = item.recentEvents || [];
-    var evBody = events.length ? table("grid compact", [["Time"], ["Event"], ["Details"]], events.map(function (ev) {
-      return h("tr", null, h("td", {cls: "nowrap", text: stamp(ev.ts || ev.receivedAt)}),
-        h("td", {cls: "mono nowrap", text: ev.type || ""}), h("td", {cls: "mono details", text: details(ev)}));
-    })) : h("p", {cls: "empty", text: "No recent events in the journal."});
-    nodes.push(h("section", {cls: "panel"}, h("div", {cls: "panel-head"}, h("h2", {text: "Recent events"}),
-      span("hint", "newest first")), evBody));
-    replace("detail", nodes);
-    document.title = key + " \u00b7 OpenClaw diagnostics";
-  }
-
-  // -- polling --------------------------------------------------------------------------------
-  var INTERVAL = 2000;
-  var lastOk = 0;
-  function status(text, cls) {
-    if (!live) return;
-    live.textContent = text;
-    live.className = "pill " + cls;
-  }
-  function tick(url, render) {
-    if (document.hidden) { setTimeout(function () { tick(url, render); }, INTERVAL); return; }
-    fetch(url, {credentials: "same-origin", cache: "no-store", headers: {"Accept": "application/json"}})
-      .then(function (response) {
-        if (response.status === 401) { status("signed out \u2013 reload", "down"); return null; }
-        if (response.status === 404) { status("session no longer tracked", "down"); return null; }
-        if (!response.ok) throw new Error("HTTP " + response.status);
-        return response.json();
-      })
-      .then(function (data) {
-        if (data === null) return;
-        render(data);
-        lastOk = Date.now();
-        status("live", "live");
-        setTimeout(function () { tick(url, render); }, INTERVAL);
-      })
-      .catch(function () {
-        status(lastOk ? "reconnecting\u2026" : "offline", "down");
-        setTimeout(function () { tick(url, render); }, INTERVAL * 2);
-      });
-  }
-  if (page === "overview") {
-    tick(base + "/ui/state.json", renderOverview);
-  } else if (page === "session") {
-    var query = new URLSearchParams({sessionKey: body.dataset.key, gatewayId: body.dataset.gateway});
-    tick(base + "/ui/session.json?" + query.toString(), renderDetail);
-  }
-})();
-"""
+async def moved_asset(request: Request) -> Response:
+    """The files' addresses before they moved under /ui/static/ (a page loaded before an upgrade)."""
+    name = request.url.path.rsplit("/", 1)[1]
+    return RedirectResponse(f"{_base(request)}{STATIC_PATH}/{name}", status_code=301)

@@ -11,12 +11,14 @@ import httpx
 import pytest
 
 from app.formatting import human_ms
+from tests.support.paths import REPO
 from tests.support.service_process import keepalive, now_ms, post_events, wait_until
 
 pytestmark = pytest.mark.e2e
 
 XSS_KEY = "agent:main:<script>alert(1)</script>"
 TOKEN = "page-token"
+STATIC = REPO / "app" / "http" / "static"
 
 
 def flag(svc: Any, gateway: str, key: str, age_ms: int = 5_000) -> None:
@@ -57,7 +59,7 @@ def test_overview_escapes_everything(open_svc: Any) -> None:
     assert "gw-&lt;b&gt;" in page
     assert "<script>alert" not in page and "<b>" not in page
     # The only script is the page's own, from this origin; the CSP forbids inline script.
-    assert re.findall(r"<script[^>]*>", page) == ['<script src="/ui/app.js">']
+    assert re.findall(r"<script[^>]*>", page) == ['<script src="/ui/static/app.js">']
     csp = response.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
     assert response.headers["x-content-type-options"] == "nosniff"
@@ -104,11 +106,20 @@ def test_state_json(open_svc: Any) -> None:
     assert state["monitor"]["running"] is True and state["monitor"]["warnMs"] == 1000
 
 
-def test_static_assets() -> None:
-    from app.http.page import CSS, JS
-
-    assert "innerHTML" not in JS and "insertAdjacentHTML" not in JS and "eval(" not in JS
-    assert "http" not in CSS.replace("https", "")  # nothing fetched from elsewhere
+def test_static_assets(open_svc: Any) -> None:
+    js = (STATIC / "app.js").read_text(encoding="utf-8")
+    css = (STATIC / "app.css").read_text(encoding="utf-8")
+    assert "innerHTML" not in js and "insertAdjacentHTML" not in js and "eval(" not in js
+    assert "http" not in css.replace("https", "")  # nothing fetched from elsewhere
+    for name, body, types in (("app.js", js, {"text/javascript", "application/javascript"}), ("app.css", css, {"text/css"})):
+        response = httpx.get(open_svc.url + "/ui/static/" + name)
+        assert response.status_code == 200 and response.text == body
+        assert response.headers["content-type"].split(";")[0] in types  # nosniff: a wrong type is not run
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["cache-control"] == "public, max-age=300"
+        moved = httpx.get(open_svc.url + "/ui/" + name)  # where the files were before app/http/static/
+        assert moved.status_code == 301 and moved.headers["location"] == "/ui/static/" + name
+    assert httpx.get(open_svc.url + "/ui/static/%2e%2e/page.py").status_code == 404  # app/http/page.py stays out
 
 
 def test_token_required_and_cookie_flow(locked_svc: Any) -> None:
