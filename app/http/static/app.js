@@ -1,3 +1,7 @@
+// The status page's one renderer. The server sends only the shell (app/http/templates/) with the
+// data of the first poll in <script type="application/json" id="initial-state">; this script
+// renders that at once, then polls the same JSON (/ui/state.json, /ui/session.json: app/http/page.py)
+// every 2 s and renders each answer. No build step: the file is served as it is.
 (function () {
   "use strict";
   // Everything below builds DOM nodes and sets textContent: nothing from the server is ever
@@ -24,6 +28,7 @@
     }
     return node;
   }
+  // The same strings as human_ms in app/formatting.py (tests/e2e/test_page_browser.py compares them).
   function human(ms) {
     if (ms === null || ms === undefined) return DASH;
     ms = Math.max(0, Math.floor(ms));
@@ -35,6 +40,7 @@
     if (s < 86400) return Math.floor(s / 3600) + "h " + pad(Math.floor(s % 3600 / 60)) + "m";
     return Math.floor(s / 86400) + "d " + Math.floor(s % 86400 / 3600) + "h";
   }
+  // The same as stamp_ms in app/formatting.py: 2026-11-25 03:04:54Z.
   function stamp(ms) {
     if (ms === null || ms === undefined) return DASH;
     return new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, "Z");
@@ -287,10 +293,18 @@
         setTimeout(function () { tick(url, render); }, INTERVAL * 2);
       });
   }
+  function start(url, render) {
+    // What the server answered with the page is shown at once; the first poll follows after one
+    // interval, as every other one. The pill says "live" only once a poll succeeded.
+    var initial = document.getElementById("initial-state");
+    if (!initial) { tick(url, render); return; }
+    setTimeout(function () { tick(url, render); }, INTERVAL);
+    render(JSON.parse(initial.textContent));
+  }
   if (page === "overview") {
-    tick(base + "/ui/state.json", renderOverview);
+    start(base + "/ui/state.json", renderOverview);
   } else if (page === "session") {
     var query = new URLSearchParams({sessionKey: body.dataset.key, gatewayId: body.dataset.gateway});
-    tick(base + "/ui/session.json?" + query.toString(), renderDetail);
+    start(base + "/ui/session.json?" + query.toString(), renderDetail);
   }
 })();
