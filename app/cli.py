@@ -20,6 +20,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from app.formatting import compact_ms as human_ms
+from app.formatting import iso_ms as _iso
+from app.formatting import safe
 from app.settings import ENV_PREFIX, Settings, SettingsError, load_settings
 from app.tokens import parse_tokens
 
@@ -70,42 +73,6 @@ def load_or_exit(**overrides: Any) -> Settings:
 
 
 # -- formatting helpers ------------------------------------------------------------------------------
-
-
-def safe(value: Any) -> str:
-    """Printable text for the terminal: session keys come from the network, so control
-    characters (escape sequences, newlines, bidi overrides) are shown as escapes, never emitted."""
-    if value is None:
-        return "-"
-    text = str(value)
-    if text.isprintable():
-        return text
-    out = []
-    for char in text:
-        if char.isprintable() or char == " ":
-            out.append(char)
-        elif ord(char) < 0x100:
-            out.append(f"\\x{ord(char):02x}")
-        else:
-            out.append(f"\\u{ord(char):04x}" if ord(char) < 0x10000 else f"\\U{ord(char):08x}")
-    return "".join(out)
-
-
-def human_ms(ms: int | float | None) -> str:
-    """35.2s, 4m05s, 2h03m, 3d04h; '-' when absent."""
-    if ms is None:
-        return "-"
-    ms = max(0, int(ms))
-    if ms < 1_000:
-        return f"{ms}ms"
-    if ms < 60_000:
-        return f"{ms / 1000:.1f}s"
-    seconds = ms // 1000
-    if seconds < 3_600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    if seconds < 86_400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
 
 
 def _print_json(console_file: Any, obj: Any) -> None:
@@ -209,12 +176,6 @@ def _verdict_parts(verdict: Any) -> list[tuple[str, str]]:
 def verdict_line(verdict: Any) -> str:
     """The plain timeline line of a verdict."""
     return "".join(text for text, _ in _verdict_parts(verdict))
-
-
-def _iso(ms: int) -> str:
-    from app.replay import iso_ms
-
-    return iso_ms(ms)
 
 
 def _summary_lines(summary: Any, config: Any) -> Iterator[Text]:

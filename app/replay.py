@@ -27,12 +27,12 @@ import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
 
 from app.clock import ManualClock
 from app.decoding import decode_ndjson
+from app.formatting import iso_ms
 from app.journal import NullJournal
 from app.monitor import Monitor, MonitorConfig
 from app.recovery import ObserveExecutor, RecoveryCoordinator
@@ -134,11 +134,6 @@ class Summary:
             "underAttentionAtEnd": self.open_attention,
             "underAttentionAtEndTotal": self.open_attention_total,
         }
-
-
-def iso_ms(ms: int) -> str:
-    """Epoch ms as ISO 8601 UTC with milliseconds: 2026-11-25T03:12:05.123Z."""
-    return datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _outcome_fields(outcome: dict[str, Any]) -> dict[str, Any]:

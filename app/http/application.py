@@ -66,6 +66,7 @@ def build_http_app(settings: Settings,
     app.include_router(api.router)
     app.include_router(health.router)
     app.include_router(page.router)
+    page.install_static_files(app)
     install_error_handlers(app)
     install_openapi(app)
     return app

@@ -3,6 +3,7 @@ The browser tests are in test_page_browser.py."""
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 from urllib.parse import quote
@@ -10,13 +11,15 @@ from urllib.parse import quote
 import httpx
 import pytest
 
-from app.http.page import human_ms
+from app.formatting import human_ms
+from tests.support.paths import REPO
 from tests.support.service_process import keepalive, now_ms, post_events, wait_until
 
 pytestmark = pytest.mark.e2e
 
-XSS_KEY = "agent:main:<script>alert(1)</script>"
+XSS_KEY = "agent:main:</script><script>alert(1)</script>"
 TOKEN = "page-token"
+STATIC = REPO / "app" / "http" / "static"
 
 
 def flag(svc: Any, gateway: str, key: str, age_ms: int = 5_000) -> None:
@@ -48,42 +51,61 @@ def locked_svc(module_service_factory: Any) -> Any:
     return svc
 
 
+def initial_state(page: str) -> Any:
+    """The page's one JSON data block, parsed: it must end where the server ended it."""
+    blocks = re.findall(r'<script type="application/json" id="initial-state">(.*?)</script>', page, re.S)
+    assert len(blocks) == 1
+    return json.loads(blocks[0])
+
+
 def test_overview_escapes_everything(open_svc: Any) -> None:
     response = httpx.get(open_svc.url + "/")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     page = response.text
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
-    assert "gw-&lt;b&gt;" in page
+    # Two script elements: the data (JSON, never run) and the page's own script from this origin;
+    # the CSP forbids inline script. In the data, <, > and & are \u-escaped (Jinja's tojson), so
+    # a key holding </script><script> stays inside its block.
+    assert re.findall(r"<script[^>]*>", page) == [
+        '<script type="application/json" id="initial-state">', '<script src="/ui/static/app.js">']
+    assert page.count("</script>") == 2
     assert "<script>alert" not in page and "<b>" not in page
-    # The only script is the page's own, from this origin; the CSP forbids inline script.
-    assert re.findall(r"<script[^>]*>", page) == ['<script src="/ui/app.js">']
+    state = initial_state(page)
+    assert XSS_KEY in [item["sessionKey"] for item in state["items"]]
+    assert "gw-<b>" in [g["gatewayId"] for g in state["gateways"]]
+    # The server renders the shell only; app.js renders the data (test_page_browser.py).
+    shell = page.replace(re.search(r'<script type="application/json".*?</script>', page, re.S).group(0), "")
+    assert "agent:main" not in shell and "stale_session_state" not in shell
     csp = response.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+    assert "style-src 'self'" in csp and "unsafe-inline" not in csp
     assert response.headers["x-content-type-options"] == "nosniff"
     assert "unauthenticated" in page  # no tokens configured: the page says so
-    # Links to the detail view carry the key URL-encoded (and HTML-escaped).
-    assert 'href="/ui/session?gatewayId=gw-1&amp;sessionKey=agent%3Amain%3Aa%2Fb%3Fc%23d%26e"' in page
 
 
 def test_detail_view_and_json(open_svc: Any) -> None:
     post_events(open_svc.client, [{"type": "model.usage", "gatewayId": "gw-1", "sessionKey": "agent:main:a/b?c#d&e",
                                    "usage": {"input": 1200, "output": 300, "total": 1500}, "costUsd": 0.0123,
                                    "ts": now_ms()}])
-    response = httpx.get(open_svc.url + "/ui/session", params={"gatewayId": "gw-1", "sessionKey": "agent:main:a/b?c#d&e"})
+    params = {"gatewayId": "gw-1", "sessionKey": "agent:main:a/b?c#d&e"}
+    response = httpx.get(open_svc.url + "/ui/session", params=params)
     assert response.status_code == 200
-    assert "agent:main:a/b?c#d&amp;e" in response.text
-    assert "Recovery history" in response.text and "Recent events" in response.text
-    assert "stale_session_state" in response.text
-    assert "1,500 tokens · $0.0123" in response.text
-    data = httpx.get(open_svc.url + "/ui/session.json",
-                     params={"gatewayId": "gw-1", "sessionKey": "agent:main:a/b?c#d&e"}).json()
-    assert data["sessionKey"] == "agent:main:a/b?c#d&e" and data["recentEvents"]
+    # The shell names the session (escaped); app.js polls /ui/session.json with the body's data-*.
+    assert "<title>agent:main:a/b?c#d&amp;e · OpenClaw diagnostics</title>" in response.text
+    assert 'data-gateway="gw-1" data-key="agent:main:a/b?c#d&amp;e"' in response.text
+    data = httpx.get(open_svc.url + "/ui/session.json", params=params).json()
+    for item in (initial_state(response.text), data):  # the page's first state, and a poll
+        assert item["sessionKey"] == "agent:main:a/b?c#d&e" and item["recentEvents"]
+        assert item["attention"]["reason"] == "stale_session_state"
+        assert item["usage"]["total"] == 1500 and item["usage"]["costUsd"] == 0.0123
+        assert item["recoveries"] and item["recoveries"][0]["outcomeReason"] == "no_recovery_target"
     # Without gatewayId the key's only session is found; an unknown key is a 404 page.
     xss = httpx.get(open_svc.url + "/ui/session", params={"sessionKey": XSS_KEY})
-    assert xss.status_code == 200 and "&lt;script&gt;" in xss.text and "<script>alert" not in xss.text
+    assert xss.status_code == 200 and "&lt;/script&gt;&lt;script&gt;" in xss.text and "<script>alert" not in xss.text
+    assert initial_state(xss.text)["sessionKey"] == XSS_KEY
     unknown = httpx.get(open_svc.url + "/ui/session", params={"sessionKey": "<i>nope</i>"})
     assert unknown.status_code == 404 and "&lt;i&gt;nope&lt;/i&gt;" in unknown.text and "<i>" not in unknown.text
+    assert "initial-state" not in unknown.text
 
 
 def test_ambiguous_key_offers_each_gateway(open_svc: Any) -> None:
@@ -104,11 +126,20 @@ def test_state_json(open_svc: Any) -> None:
     assert state["monitor"]["running"] is True and state["monitor"]["warnMs"] == 1000
 
 
-def test_static_assets() -> None:
-    from app.http.page import CSS, JS
-
-    assert "innerHTML" not in JS and "insertAdjacentHTML" not in JS and "eval(" not in JS
-    assert "http" not in CSS.replace("https", "")  # nothing fetched from elsewhere
+def test_static_assets(open_svc: Any) -> None:
+    js = (STATIC / "app.js").read_text(encoding="utf-8")
+    css = (STATIC / "app.css").read_text(encoding="utf-8")
+    assert "innerHTML" not in js and "insertAdjacentHTML" not in js and "eval(" not in js
+    assert "http" not in css.replace("https", "")  # nothing fetched from elsewhere
+    for name, body, types in (("app.js", js, {"text/javascript", "application/javascript"}), ("app.css", css, {"text/css"})):
+        response = httpx.get(open_svc.url + "/ui/static/" + name)
+        assert response.status_code == 200 and response.text == body
+        assert response.headers["content-type"].split(";")[0] in types  # nosniff: a wrong type is not run
+        assert response.headers["x-content-type-options"] == "nosniff"
+        assert response.headers["cache-control"] == "public, max-age=300"
+        moved = httpx.get(open_svc.url + "/ui/" + name)  # where the files were before app/http/static/
+        assert moved.status_code == 301 and moved.headers["location"] == "/ui/static/" + name
+    assert httpx.get(open_svc.url + "/ui/static/%2e%2e/page.py").status_code == 404  # app/http/page.py stays out
 
 
 def test_token_required_and_cookie_flow(locked_svc: Any) -> None:
@@ -148,7 +179,11 @@ def test_token_required_and_cookie_flow(locked_svc: Any) -> None:
 
     # A bearer header works as for the API; a gateway-bound token reads too.
     assert httpx.get(url + "/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
-    assert httpx.get(url + "/", headers={"Authorization": "Bearer bound"}).status_code == 200
+    bound = httpx.get(url + "/", headers={"Authorization": "Bearer bound"})
+    assert bound.status_code == 200  # bound to gw-9: the page's data holds none of gw-1's sessions
+    assert initial_state(bound.text)["items"] == [] and "agent:main:locked" not in bound.text
+    assert httpx.get(url + "/ui/session", params={"sessionKey": "agent:main:locked"},
+                     headers={"Authorization": "Bearer bound"}).status_code == 404
     assert httpx.get(url + "/", headers={"Authorization": "Bearer nope"}).status_code == 401
 
 

@@ -2,8 +2,10 @@
 driven by Playwright, against the real service process.
 
 A stuck session appears on the open page without a reload, its detail view opens, a session key
-carrying `<script>` is shown as text and never runs, and the token cookie flow signs in and out.
-Screenshots go to tests/artifacts/ (git-ignored) for a human to look at.
+carrying `</script><script>` is shown as text and never runs, the page shows the data it was
+served with before any poll answers, app.js writes durations and times as app/formatting.py does,
+and the token cookie flow signs in and out. Screenshots go to tests/artifacts/ (git-ignored) for
+a human to look at.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
+from app.formatting import human_ms, stamp_ms
 from tests.support.paths import ARTIFACTS
 from tests.support.service_process import keepalive, now_ms, post_events
 
@@ -23,7 +27,7 @@ pytestmark = pytest.mark.e2e
 CHROMIUM = os.environ.get("OPENCLAW_TEST_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-XSS_KEY = "agent:main:<script>alert(1)</script>"
+XSS_KEY = "agent:main:</script><script>alert(1)</script>"
 TOKEN = "browser-token"
 WAIT_MS = 15_000  # Playwright's waits poll until this deadline
 
@@ -102,9 +106,18 @@ def test_stuck_session_appears_live_and_opens(service_factory: Any, page: Any) -
     assert "1m 3" in texts[0]  # a human-readable age (1m 35s and counting)
     assert page.locator(".card.stuck .card-value").inner_text() == "2"
     assert page.locator(".card.stalled .card-value").inner_text() == "1"
-    # The hostile key is text, not markup: one <script> on the page (ours), no dialog.
-    assert page.locator("script").count() == 1
+    # The hostile key is text, not markup: two <script> elements on the page (ours and the JSON
+    # data block the page came with), no dialog; its link carries it URL-encoded.
+    assert page.locator("script").count() == 2
+    assert page.locator("script[type='application/json']").count() == 1
     assert page.locator("#attention a.key", has_text="<script>").count() == 1
+    assert page.locator("#attention a.key", has_text="<script>").get_attribute("href") == (
+        "/ui/session?" + urlencode({"gatewayId": "gw-2", "sessionKey": XSS_KEY}))
+    # app.js writes durations as app/formatting.py's human_ms (1s, 5m 00s, 100ms here).
+    monitor = svc.client.get("/ui/state.json").json()["monitor"]
+    assert page.locator("#footer").inner_text() == (
+        f"warn {human_ms(monitor['warnMs'])} · abort {human_ms(monitor['abortMs'])} · scan every "
+        f"{human_ms(monitor['scanIntervalMs'])} · recovery mode {monitor['recoveryMode']} · monitor running")
     overview = shot(page, "status-overview.png")
     assert overview.stat().st_size > 10_000
 
@@ -117,6 +130,10 @@ def test_stuck_session_appears_live_and_opens(service_factory: Any, page: Any) -
     assert "recovery history" in detail.lower() and "no_recovery_target" in detail
     assert "session.state" in detail  # recent events from the journal
     assert "43,030 tokens · $0.2113" in detail
+    # ... and times as its stamp_ms (the session clock stopped with the events above).
+    item = svc.client.get("/ui/session.json", params={"gatewayId": "gw-1",
+                                                      "sessionKey": "agent:main:telegram:direct:4711"}).json()
+    assert stamp_ms(item["lastActivityAt"]) in detail
     shot(page, "status-session.png")
 
     page.go_back()
@@ -124,8 +141,16 @@ def test_stuck_session_appears_live_and_opens(service_factory: Any, page: Any) -
     page.locator("#attention a.key", has_text="<script>").click()
     page.wait_for_selector("#live.live")
     assert page.locator("h1.key").inner_text() == XSS_KEY
-    assert page.locator("script").count() == 1
+    assert page.locator("script").count() == 2
     shot(page, "status-session-hostile-key.png")
+
+    # The first render needs no poll: with every poll refused, the page shows what it came with.
+    page.route("**/ui/state.json", lambda route: route.abort())
+    page.goto(svc.url + "/")
+    page.wait_for_selector("#live.down")  # the first poll has failed ("offline")
+    assert page.locator("#attention tbody tr").count() == 3
+    assert page.locator(".card.stuck .card-value").inner_text() == "2"
+    page.unroute("**/ui/state.json")
     assert page.dialogs == [] and page.errors == []
 
 
