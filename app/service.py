@@ -9,18 +9,17 @@ import gc
 import logging
 import sys
 from collections import Counter
-from collections.abc import Iterable
 
 from app.clock import Clock, SystemClock
 from app.journal import Journal
 from app.journal_interface import JournalBackend, JournalError
 from app.monitor import Monitor, MonitorConfig
+from app.queries import LocalQueries, Queries
 from app.recovery import Executor, ObserveExecutor, RecoveryCoordinator, WebhookExecutor
 from app.settings import Settings
 from app.store import GatewayInfo, Store
-from app.vocabulary import LABEL
 from app.webhook_address import AddressBook
-from telemetry.record import GatewayStatus, LiveSources, Recorder, SessionCount
+from telemetry.record import LiveSources, Recorder
 from telemetry.setup import build_recorder
 
 SWITCH_INTERVAL_S = 0.001  # see Service.open
@@ -73,6 +72,7 @@ class Service:
         )
         self.monitor = Monitor(self.store, MonitorConfig.from_settings(settings), clock=self.clock,
                                journal=self.journal, recovery=self.coordinator, recorder=self.recorder)
+        self.queries: Queries = LocalQueries(self)
         self._checkpointer: asyncio.Task[None] | None = None
         self._switch_interval: float | None = None
         self._skew_warned: dict[str, int] = {}
@@ -91,7 +91,7 @@ class Service:
             gc.freeze()
         if restored:
             log.info("restored %d sessions (%d recoveries interrupted)", self.store.session_count, interrupted)
-        self.recorder.bind(LiveSources(sessions=self.session_counts, gateways=self.gateway_statuses))
+        self.recorder.bind(LiveSources(sessions=self.queries.session_counts, gateways=self.queries.gateway_statuses))
         if not background:
             return
         # The journal's writer thread needs the GIL a dozen times per group commit (every SQLite
@@ -167,27 +167,3 @@ class Service:
 
     def is_silent(self, info: GatewayInfo, now: int) -> bool:
         return now - info.last_heard > self.settings.gateway_silence_ms
-
-    def session_counts(self) -> Iterable[SessionCount]:
-        under: Counter[tuple[str, str, str, str]] = Counter()
-        for session in self.store.considered():
-            attention = session.attention
-            if attention is not None:
-                under[(session.gateway, session.state, LABEL[attention.event_type], attention.reason)] += 1
-        flagged: Counter[tuple[str, str]] = Counter()
-        rows = []
-        for (gateway, state, label, reason), count in under.items():
-            flagged[(gateway, state)] += count
-            rows.append(SessionCount(gateway, state, label, reason, count))
-        for gateway, state, count in self.store.sessions_by_state():
-            rest = count - flagged[(gateway, state)]
-            if rest > 0 or count:
-                rows.append(SessionCount(gateway, state, "none", None, max(0, rest)))
-        return rows
-
-    def gateway_statuses(self) -> Iterable[GatewayStatus]:
-        now = self.clock.now_ms()
-        return [
-            GatewayStatus(info.gateway_id, self.is_silent(info, now), info.skew_ms, info.forwarder_queued)
-            for info in self.store.gateway_infos()
-        ]

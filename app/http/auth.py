@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from fastapi import Request
 
 from app.http.errors import ApiError
+from app.queries import Scope
 
 if TYPE_CHECKING:
     from app.service import Service
@@ -45,7 +46,6 @@ def token_from(request: Request) -> bytes | None:
     return f"Bearer {cookie}".encode() if cookie else None
 
 
-Scope = frozenset[str] | None  # the gateways a caller may see; None: every gateway
 
 
 def require_token(request: Request) -> None:
@@ -59,9 +59,6 @@ def require_token(request: Request) -> None:
 def scope_of(request: Request) -> Scope:
     return getattr(request.state, "scope", None)
 
-
-def visible(scope: Scope, gateway: str) -> bool:
-    return scope is None or gateway in scope
 
 
 def require_token_for_health(request: Request) -> None:

@@ -17,8 +17,6 @@ read by GET routes, and ingest never reads it, so a cross-site page cannot write
 
 from __future__ import annotations
 
-import heapq
-from collections import Counter
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
 
@@ -35,9 +33,7 @@ from app.http.errors import ApiError
 if TYPE_CHECKING:
     from app.service import Service
 
-OVERVIEW_LIMIT = 200
 LOGIN_BODY_LIMIT = 8_192
-SEVERITY_CLASS = {"session.stuck": "stuck", "session.stalled": "stalled", "session.long_running": "long"}
 STATIC_PATH = "/ui/static"  # app/http/static/, mounted by install_static_files
 
 SECURITY_HEADERS = {
@@ -120,51 +116,6 @@ def _page(request: Request, name: str, title: str | None = None, status: int = 2
 # -- the overview's data -----------------------------------------------------------------------------
 
 
-def overview_state(service: Service, scope: api.Scope = None) -> dict[str, Any]:
-    """What the overview shows: counts, the sessions under attention (most severe, oldest first),
-    gateways — of the gateways the caller may see. Walks only the candidate index, never every
-    session."""
-    store = service.store
-    settings = service.settings
-    now = service.clock.now_ms()
-    under = [s for s in store.considered() if s.attention is not None and auth.visible(scope, s.gateway)]
-    counts = Counter(SEVERITY_CLASS[s.attention.event_type] for s in under)  # type: ignore[union-attr]
-    by_state: Counter[str] = Counter()
-    for gateway, state, count in store.sessions_by_state():
-        if auth.visible(scope, gateway):
-            by_state[state] += count
-    gateways = []
-    for info in sorted(store.gateway_infos(), key=lambda g: g.gateway_id):
-        if not auth.visible(scope, info.gateway_id):
-            continue
-        gateways.append({
-            "gatewayId": info.gateway_id,
-            "silent": service.is_silent(info, now),
-            "lastHeardAgoMs": max(0, now - info.last_heard),
-            "clockSkewMs": info.skew_ms,
-            "sessions": store.session_count_of(info.gateway_id),
-            "eventsAccepted": info.events_accepted,
-            "forwarderQueued": info.forwarder_queued,
-        })
-    monitor = getattr(service, "monitor", None)
-    return {
-        "now": now,
-        "counts": {"stuck": counts["stuck"], "stalled": counts["stalled"], "long_running": counts["long"]},
-        "underAttention": len(under),
-        "items": [api.session_json(service, s) for s in heapq.nsmallest(OVERVIEW_LIMIT, under, key=api.sort_key)],
-        "sessions": {"total": sum(by_state.values()), "byState": {k: by_state[k] for k in ("processing", "waiting", "idle")}},
-        "gateways": gateways,
-        "monitor": {
-            "running": bool(monitor and monitor.running),
-            "lastTickAgoMs": max(0, now - monitor.last_tick_at) if monitor and monitor.last_tick_at else None,
-            "warnMs": settings.warn_ms,
-            "abortMs": settings.abort_ms,
-            "scanIntervalMs": settings.scan_interval_ms,
-            "recoveryMode": settings.recovery_mode,
-        },
-    }
-
-
 # -- routes -----------------------------------------------------------------------------------------------
 
 
@@ -181,14 +132,14 @@ def _login_response(request: Request) -> HTMLResponse:
 async def overview(request: Request) -> Response:
     if not _authorized(request):
         return _login_response(request)
-    state = overview_state(_service(request), auth.scope_of(request))
+    state = _service(request).queries.overview(auth.scope_of(request))
     return _page(request, "overview", initial_state=state)
 
 
 @router.get("/ui/state.json")
 async def state_json(request: Request) -> Response:
     auth.require_token(request)
-    return JSONResponse(overview_state(_service(request), auth.scope_of(request)), headers={"Cache-Control": "no-store"})
+    return JSONResponse(_service(request).queries.overview(auth.scope_of(request)), headers={"Cache-Control": "no-store"})
 
 
 async def _session_item(request: Request, gateway: str | None, key: str) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import time
 import pytest
 from fastapi.testclient import TestClient
 
-from app.http import api
+from app import queries
 from app.main import create_app
 from app.settings import Settings
 
@@ -25,7 +25,7 @@ def listing(client: TestClient, **params: object) -> list[str]:
 
 @pytest.mark.parametrize("large_listing", [10**9, 0], ids=["on-the-loop", "off-the-loop"])
 def test_pages_visit_every_session_once_in_order(tmp_path, monkeypatch, large_listing):
-    monkeypatch.setattr(api, "LARGE_LISTING", large_listing)
+    monkeypatch.setattr(queries, "LARGE_LISTING", large_listing)
     now = time.time_ns() // 1_000_000
     events = [{"type": "forwarder.keepalive", "ts": now, "gatewayId": g} for g in ("a", "b")]
     events += [{"type": "session.state", "sessionKey": f"s{i:02d}", "state": "idle", "gatewayId": "ab"[i % 2],
