@@ -53,6 +53,7 @@ from typing import Any, TypeVar
 import httpx
 
 from tests.support.paths import REPO
+from tests.support.reading import ReadsSessions
 
 ENV_PREFIX = "OPENCLAW_DIAG_"
 FAST_MONITOR: dict[str, object] = {"stuck_session_warn_ms": 1000, "scan_interval_ms": 100}
@@ -150,7 +151,7 @@ def env_name(setting: str) -> str:
     return name if name.startswith(ENV_PREFIX) or name.startswith("OTEL_") else ENV_PREFIX + name
 
 
-class ServiceProcess:
+class ServiceProcess(ReadsSessions):
     """One data directory, served by at most one uvicorn process at a time."""
 
     def __init__(self, data_dir: Path, settings: Mapping[str, object] | None = None, *,
@@ -306,29 +307,6 @@ class ServiceProcess:
         if self._client is not None:
             self._client.close()
             self._client = None
-
-    def session(self, key: str, gateway: str | None = None) -> dict[str, Any]:
-        """GET /v1/sessions/{key}: the body, asserting 200."""
-        params = {"gatewayId": gateway} if gateway else None
-        response = self.client.get(f"/v1/sessions/{key}", params=params)
-        assert response.status_code == 200, f"GET session {key}: {response.status_code} {response.text}"
-        return response.json()
-
-    def sessions(self, **params: Any) -> list[dict[str, Any]]:
-        """GET /v1/sessions following nextCursor to the end: every item."""
-        items: list[dict[str, Any]] = []
-        cursor = None
-        while True:
-            query = {**params, "limit": params.get("limit", 1000)}
-            if cursor:
-                query["cursor"] = cursor
-            response = self.client.get("/v1/sessions", params=query)
-            assert response.status_code == 200, response.text
-            body = response.json()
-            items.extend(body["items"])
-            cursor = body["nextCursor"]
-            if not cursor:
-                return items
 
     def healthy(self) -> bool:
         return self.alive and self.client.get("/healthz").status_code == 200
