@@ -59,12 +59,13 @@ class InProcessService(ReadsSessions):
         finally:
             logging.getLogger().removeHandler(self._log)
 
-    def anonymous(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """A request with no Authorization header at all (unless `headers` gives one)."""
+    def anonymous(self, method: str, path: str, *, follow_redirects: bool = True, **kwargs: Any) -> httpx.Response:
+        """A request without the client's token (a `headers` Authorization is sent as given); the
+        client's cookies go with it, as a browser's would."""
         request = self.client.build_request(method, path, **kwargs)
-        if "headers" not in kwargs or "authorization" not in {k.lower() for k in kwargs["headers"]}:
+        if "authorization" not in {name.lower() for name in kwargs.get("headers") or {}}:
             request.headers.pop("authorization", None)
-        return self.client.send(request)
+        return self.client.send(request, follow_redirects=follow_redirects)
 
     def healthy(self) -> bool:
         return self.anonymous("GET", "/healthz").status_code == 200

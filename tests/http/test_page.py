@@ -1,21 +1,20 @@
-"""The status page over HTTP (no browser): escaping, security headers, the token and cookie flow.
-The browser tests are in test_page_browser.py."""
+"""The status page over HTTP, in-process (no browser): escaping, security headers, the token and
+cookie flow. The browser tests are tests/e2e/test_page_browser.py."""
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
-import httpx
 import pytest
 
 from app.formatting import human_ms
+from tests.support.inprocess import InProcessService
 from tests.support.paths import REPO
 from tests.support.service_process import keepalive, now_ms, post_events, wait_until
-
-pytestmark = pytest.mark.e2e
 
 XSS_KEY = "agent:main:</script><script>alert(1)</script>"
 TOKEN = "page-token"
@@ -37,18 +36,21 @@ def flag(svc: Any, gateway: str, key: str, age_ms: int = 5_000) -> None:
 
 
 @pytest.fixture(scope="module")
-def open_svc(module_service_factory: Any) -> Any:
-    svc = module_service_factory(name="page-open")
+def open_svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessService]:
+    svc = InProcessService(tmp_path_factory.mktemp("page-open")).start()
     flag(svc, "gw-<b>", XSS_KEY)
     flag(svc, "gw-1", "agent:main:a/b?c#d&e")
-    return svc
+    yield svc
+    svc.stop()
 
 
 @pytest.fixture(scope="module")
-def locked_svc(module_service_factory: Any) -> Any:
-    svc = module_service_factory({"ingest_tokens": f"{TOKEN},bound=gw-9"}, token=TOKEN, name="page-locked")
+def locked_svc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessService]:
+    svc = InProcessService(tmp_path_factory.mktemp("page-locked"), {"ingest_tokens": f"{TOKEN},bound=gw-9"},
+                           token=TOKEN).start()
     flag(svc, "gw-1", "agent:main:locked")
-    return svc
+    yield svc
+    svc.stop()
 
 
 def initial_state(page: str) -> Any:
@@ -59,7 +61,7 @@ def initial_state(page: str) -> Any:
 
 
 def test_overview_escapes_everything(open_svc: Any) -> None:
-    response = httpx.get(open_svc.url + "/")
+    response = open_svc.client.get("/")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     page = response.text
@@ -88,35 +90,35 @@ def test_detail_view_and_json(open_svc: Any) -> None:
                                    "usage": {"input": 1200, "output": 300, "total": 1500}, "costUsd": 0.0123,
                                    "ts": now_ms()}])
     params = {"gatewayId": "gw-1", "sessionKey": "agent:main:a/b?c#d&e"}
-    response = httpx.get(open_svc.url + "/ui/session", params=params)
+    response = open_svc.client.get("/ui/session", params=params)
     assert response.status_code == 200
     # The shell names the session (escaped); app.js polls /ui/session.json with the body's data-*.
     assert "<title>agent:main:a/b?c#d&amp;e · OpenClaw diagnostics</title>" in response.text
     assert 'data-gateway="gw-1" data-key="agent:main:a/b?c#d&amp;e"' in response.text
-    data = httpx.get(open_svc.url + "/ui/session.json", params=params).json()
+    data = open_svc.client.get("/ui/session.json", params=params).json()
     for item in (initial_state(response.text), data):  # the page's first state, and a poll
         assert item["sessionKey"] == "agent:main:a/b?c#d&e" and item["recentEvents"]
         assert item["attention"]["reason"] == "stale_session_state"
         assert item["usage"]["total"] == 1500 and item["usage"]["costUsd"] == 0.0123
         assert item["recoveries"] and item["recoveries"][0]["outcomeReason"] == "no_recovery_target"
     # Without gatewayId the key's only session is found; an unknown key is a 404 page.
-    xss = httpx.get(open_svc.url + "/ui/session", params={"sessionKey": XSS_KEY})
+    xss = open_svc.client.get("/ui/session", params={"sessionKey": XSS_KEY})
     assert xss.status_code == 200 and "&lt;/script&gt;&lt;script&gt;" in xss.text and "<script>alert" not in xss.text
     assert initial_state(xss.text)["sessionKey"] == XSS_KEY
-    unknown = httpx.get(open_svc.url + "/ui/session", params={"sessionKey": "<i>nope</i>"})
+    unknown = open_svc.client.get("/ui/session", params={"sessionKey": "<i>nope</i>"})
     assert unknown.status_code == 404 and "&lt;i&gt;nope&lt;/i&gt;" in unknown.text and "<i>" not in unknown.text
     assert "initial-state" not in unknown.text
 
 
 def test_ambiguous_key_offers_each_gateway(open_svc: Any) -> None:
     flag(open_svc, "gw-2", "agent:main:a/b?c#d&e")
-    response = httpx.get(open_svc.url + "/ui/session", params={"sessionKey": "agent:main:a/b?c#d&e"})
+    response = open_svc.client.get("/ui/session", params={"sessionKey": "agent:main:a/b?c#d&e"})
     assert response.status_code == 409
     assert "gatewayId=gw-1&amp;" in response.text and "gatewayId=gw-2&amp;" in response.text
 
 
 def test_state_json(open_svc: Any) -> None:
-    state = httpx.get(open_svc.url + "/ui/state.json").json()
+    state = open_svc.client.get("/ui/state.json").json()
     assert state["counts"]["stuck"] >= 2
     keys = [item["sessionKey"] for item in state["items"]]
     assert XSS_KEY in keys
@@ -132,69 +134,77 @@ def test_static_assets(open_svc: Any) -> None:
     assert "innerHTML" not in js and "insertAdjacentHTML" not in js and "eval(" not in js
     assert "http" not in css.replace("https", "")  # nothing fetched from elsewhere
     for name, body, types in (("app.js", js, {"text/javascript", "application/javascript"}), ("app.css", css, {"text/css"})):
-        response = httpx.get(open_svc.url + "/ui/static/" + name)
+        response = open_svc.client.get("/ui/static/" + name)
         assert response.status_code == 200 and response.text == body
         assert response.headers["content-type"].split(";")[0] in types  # nosniff: a wrong type is not run
         assert response.headers["x-content-type-options"] == "nosniff"
         assert response.headers["cache-control"] == "public, max-age=300"
-        moved = httpx.get(open_svc.url + "/ui/" + name)  # where the files were before app/http/static/
+        moved = open_svc.client.get("/ui/" + name, follow_redirects=False)  # where the files were before app/http/static/
         assert moved.status_code == 301 and moved.headers["location"] == "/ui/static/" + name
-    assert httpx.get(open_svc.url + "/ui/static/%2e%2e/page.py").status_code == 404  # app/http/page.py stays out
+    assert open_svc.client.get("/ui/static/%2e%2e/page.py").status_code == 404  # app/http/page.py stays out
 
 
-def test_token_required_and_cookie_flow(locked_svc: Any) -> None:
-    url = locked_svc.url
-    with httpx.Client(base_url=url, follow_redirects=False) as browser:
-        login = browser.get("/")
-        assert login.status_code == 401
-        assert '<form method="post" action="/ui/login">' in login.text
-        assert "agent:main:locked" not in login.text
-        assert browser.get("/ui/state.json").status_code == 401
-        assert browser.get("/ui/state.json").json()["error"]["code"] == "unauthorized"
-        assert browser.get("/ui/session", params={"sessionKey": "agent:main:locked"}).status_code == 401
+def test_token_required_and_cookie_flow(locked_svc: InProcessService) -> None:
+    class Browser:  # no token, keeps cookies, follows no redirect
+        cookies = locked_svc.client.cookies
 
-        wrong = browser.post("/ui/login", data={"token": "guess", "next": "/"})
-        assert wrong.status_code == 401 and "That token is not accepted." in wrong.text
-        assert "set-cookie" not in wrong.headers
+        def get(self, path: str, **kwargs: Any) -> Any:
+            return locked_svc.anonymous("GET", path, follow_redirects=False, **kwargs)
 
-        ok = browser.post("/ui/login", data={"token": TOKEN, "next": "/ui/session?sessionKey=agent%3Amain%3Alocked"})
-        assert ok.status_code == 303
-        assert ok.headers["location"] == "/ui/session?sessionKey=agent%3Amain%3Alocked"
-        cookie = ok.headers["set-cookie"]
-        assert cookie.startswith(f"openclaw_diag_token={TOKEN};")
-        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
-        assert browser.get("/").status_code == 200  # the client keeps the cookie
-        assert "agent:main:locked" in browser.get("/").text
-        assert "Sign out" in browser.get("/").text
-        assert browser.get("/ui/state.json").status_code == 200
-        # The cookie opens the read API too (app/http/auth.py, token_from), never ingest.
-        assert browser.get("/v1/sessions").status_code == 200
-        ingest = browser.post("/v1/events", json={"type": "forwarder.keepalive"})
-        assert ingest.status_code == 401
+        def post(self, path: str, **kwargs: Any) -> Any:
+            return locked_svc.anonymous("POST", path, follow_redirects=False, **kwargs)
 
-        out = browser.post("/ui/logout")
-        assert out.status_code == 303 and 'openclaw_diag_token=""' in out.headers["set-cookie"]
-        browser.cookies.clear()
-        assert browser.get("/").status_code == 401
+    browser = Browser()
+    login = browser.get("/")
+    assert login.status_code == 401
+    assert '<form method="post" action="/ui/login">' in login.text
+    assert "agent:main:locked" not in login.text
+    assert browser.get("/ui/state.json").status_code == 401
+    assert browser.get("/ui/state.json").json()["error"]["code"] == "unauthorized"
+    assert browser.get("/ui/session", params={"sessionKey": "agent:main:locked"}).status_code == 401
+
+    wrong = browser.post("/ui/login", data={"token": "guess", "next": "/"})
+    assert wrong.status_code == 401 and "That token is not accepted." in wrong.text
+    assert "set-cookie" not in wrong.headers
+
+    ok = browser.post("/ui/login", data={"token": TOKEN, "next": "/ui/session?sessionKey=agent%3Amain%3Alocked"})
+    assert ok.status_code == 303
+    assert ok.headers["location"] == "/ui/session?sessionKey=agent%3Amain%3Alocked"
+    cookie = ok.headers["set-cookie"]
+    assert cookie.startswith(f"openclaw_diag_token={TOKEN};")
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/" in cookie
+    assert browser.get("/").status_code == 200  # the client keeps the cookie
+    assert "agent:main:locked" in browser.get("/").text
+    assert "Sign out" in browser.get("/").text
+    assert browser.get("/ui/state.json").status_code == 200
+    # The cookie opens the read API too (app/http/auth.py, token_from), never ingest.
+    assert browser.get("/v1/sessions").status_code == 200
+    ingest = browser.post("/v1/events", json={"type": "forwarder.keepalive"})
+    assert ingest.status_code == 401
+
+    out = browser.post("/ui/logout")
+    assert out.status_code == 303 and 'openclaw_diag_token=""' in out.headers["set-cookie"]
+    browser.cookies.clear()
+    assert browser.get("/").status_code == 401
 
     # A bearer header works as for the API; a gateway-bound token reads too.
-    assert httpx.get(url + "/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
-    bound = httpx.get(url + "/", headers={"Authorization": "Bearer bound"})
+    assert browser.get("/", headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    bound = browser.get("/", headers={"Authorization": "Bearer bound"})
     assert bound.status_code == 200  # bound to gw-9: the page's data holds none of gw-1's sessions
     assert initial_state(bound.text)["items"] == [] and "agent:main:locked" not in bound.text
-    assert httpx.get(url + "/ui/session", params={"sessionKey": "agent:main:locked"},
-                     headers={"Authorization": "Bearer bound"}).status_code == 404
-    assert httpx.get(url + "/", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert browser.get("/ui/session", params={"sessionKey": "agent:main:locked"},
+                       headers={"Authorization": "Bearer bound"}).status_code == 404
+    assert browser.get("/", headers={"Authorization": "Bearer nope"}).status_code == 401
 
 
 @pytest.mark.parametrize("target", ["//evil.example/x", "/\\evil.example", "https://evil.example/", "javascript:alert(1)"])
-def test_login_never_redirects_off_site(locked_svc: Any, target: str) -> None:
-    response = httpx.post(locked_svc.url + "/ui/login", data={"token": TOKEN, "next": target}, follow_redirects=False)
+def test_login_never_redirects_off_site(locked_svc: InProcessService, target: str) -> None:
+    response = locked_svc.anonymous("POST", "/ui/login", data={"token": TOKEN, "next": target}, follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == "/"
 
 
-def test_login_form_limits(locked_svc: Any) -> None:
-    big = httpx.post(locked_svc.url + "/ui/login", data={"token": "x" * 20_000})
+def test_login_form_limits(locked_svc: InProcessService) -> None:
+    big = locked_svc.anonymous("POST", "/ui/login", data={"token": "x" * 20_000})
     assert big.status_code == 413
 
 
