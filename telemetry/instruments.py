@@ -17,6 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
+from telemetry import prometheus
+
 SCOPE_NAME = "openclaw"
 DEFAULT_SERVICE_NAME = "openclaw-diagnostics"
 
@@ -440,25 +442,16 @@ INSTRUMENTS: tuple[InstrumentSpec, ...] = SESSION_CONTRACT + GATEWAY_CONTRACT + 
 BY_NAME: dict[str, InstrumentSpec] = {spec.name: spec for spec in INSTRUMENTS}
 
 # --------------------------------------------------------------------------------------------
-# Prometheus names (the OTLP -> Prometheus translation of deploy.md; pinned by a test against
-# the real /metrics output)
+# Prometheus names: telemetry/prometheus.py's translation (the one /metrics uses), for the docs
+# and the tests
 # --------------------------------------------------------------------------------------------
-_PROMETHEUS_UNIT_SUFFIX = {"ms": "milliseconds", "s": "seconds", "By": "bytes", "1": ""}
-
-
 def prometheus_name(spec: InstrumentSpec) -> str:
     """The series name family in Prometheus: counters `_total`, histograms `_bucket/_sum/_count`."""
-    name = spec.name.replace(".", "_")
-    suffix = "" if spec.unit.startswith("{") else _PROMETHEUS_UNIT_SUFFIX.get(spec.unit, spec.unit)
-    if suffix and not name.endswith("_" + suffix):
-        name = f"{name}_{suffix}"
-    if spec.kind == "counter":
-        name += "_total"
-    return name
+    return prometheus.full_name(spec.name, spec.unit, counter=spec.kind == "counter")
 
 
 def prometheus_label(key: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in key)
+    return prometheus.label_name(key)
 
 
 def prometheus_series(spec: InstrumentSpec) -> tuple[str, ...]:

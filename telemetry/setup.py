@@ -41,7 +41,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics.export import (
     MetricExporter,
     MetricExportResult,
@@ -50,18 +49,11 @@ from opentelemetry.sdk.metrics.export import (
 )
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.version import __version__ as _sdk_version
-from prometheus_client import CollectorRegistry, generate_latest
 
 from telemetry import instruments as ins
+from telemetry.prometheus import MetricsEndpoint
 from telemetry.record import OtelRecorder, Recorder
 from telemetry.store import MetricStore
-
-try:
-    from prometheus_client.exposition import (
-        CONTENT_TYPE_PLAIN_0_0_4 as _PROMETHEUS_CONTENT_TYPE,
-    )
-except ImportError:  # pragma: no cover - older prometheus_client
-    from prometheus_client import CONTENT_TYPE_LATEST as _PROMETHEUS_CONTENT_TYPE
 
 _log = logging.getLogger(__name__)
 
@@ -573,14 +565,10 @@ class TelemetryPipeline:
         ]
         self.health_state = ExportHealth(config.signals, injected)
         self._lock = threading.Lock()
-        self._render_lock = threading.Lock()
         self._shut = False
 
-        # /metrics: the OpenTelemetry Prometheus reader in a private registry (several app
-        # instances can live in one process; nothing touches prometheus_client's global one)
-        self.registry = CollectorRegistry(auto_describe=False)
-        self.prometheus_reader = PrometheusMetricReader(registry=self.registry)
-        self.store.attach(self.prometheus_reader)
+        # /metrics: a prometheus_client collector over the store (telemetry/prometheus.py)
+        self.metrics_endpoint = MetricsEndpoint(self.store.collect)
 
         self.metric_reader: PeriodicExportingMetricReader | None = None
         metrics = config.signals.get("metrics")
@@ -645,10 +633,7 @@ class TelemetryPipeline:
         return self.health_state.failure_rows()
 
     def render(self) -> tuple[bytes, str]:
-        # one scrape at a time: the reader's collector hands collected data over through a
-        # shared queue, and two concurrent scrapes could each emit the other's samples
-        with self._render_lock:
-            return generate_latest(self.registry), _PROMETHEUS_CONTENT_TYPE
+        return self.metrics_endpoint.render()
 
     def force_flush(self, timeout_millis: int = 30_000) -> bool:
         ok = True
@@ -671,7 +656,7 @@ class TelemetryPipeline:
             ("metrics", lambda: self.metric_reader and self.metric_reader.shutdown()),
             ("logs", lambda: self.logger_provider and self.logger_provider.shutdown()),
             ("traces", lambda: self.tracer_provider and self.tracer_provider.shutdown()),
-            ("prometheus", self.prometheus_reader.shutdown),
+            ("prometheus", self.metrics_endpoint.close),
         ):
             try:
                 step()
