@@ -2,7 +2,7 @@
 
 Everything else is read where the SDK reads it: the OTLP exporters take their endpoint, headers,
 ``insecure`` and certificates from the environment, the batch processors their
-``OTEL_BLRP_*``/``OTEL_BSP_*`` settings, ``Resource.create`` ``OTEL_SERVICE_NAME`` and
+``OTEL_BLRP_*``/``OTEL_BSP_*`` settings, the SDK's resource detector ``OTEL_SERVICE_NAME`` and
 ``OTEL_RESOURCE_ATTRIBUTES``. What is read here, and why:
 
 - ``OTEL_SDK_DISABLED`` and ``OTEL_{METRICS,LOGS,TRACES}_EXPORTER=none``: which signals are
@@ -33,7 +33,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, OTELResourceDetector, Resource
+from opentelemetry.sdk.resources import (
+    SERVICE_NAME,
+    SERVICE_VERSION,
+    TELEMETRY_SDK_LANGUAGE,
+    TELEMETRY_SDK_NAME,
+    TELEMETRY_SDK_VERSION,
+    OTELResourceDetector,
+    Resource,
+)
+from opentelemetry.sdk.version import __version__ as sdk_version
 
 from telemetry import instruments as ins
 
@@ -179,12 +188,22 @@ def config_from_env(env: Mapping[str, str] | None = None) -> TelemetryConfig:
 
 
 def build_resource() -> Resource:
-    """The SDK's resource from the environment, with our defaults where it sets nothing.
+    """The resource: the SDK's telemetry.sdk.* attributes and our defaults, under what the
+    environment says.
 
-    ``Resource.create`` reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME (the latter wins)
-    and adds the telemetry.sdk.* attributes; the attributes given to it win over the
-    environment's, so only the keys the environment leaves unset are given.
+    The SDK's ``OTELResourceDetector`` reads OTEL_RESOURCE_ATTRIBUTES and OTEL_SERVICE_NAME (the
+    latter wins), as ``Resource.create`` would. ``Resource.create`` itself is not used: since
+    SDK 1.45 it also adds a random ``service.instance.id`` to every resource, a new label on
+    /metrics' target_info at each start, and /metrics is to stay what it was
+    (tests/unit/test_telemetry_exposition.py). Set it in OTEL_RESOURCE_ATTRIBUTES to have one.
     """
-    from_env = OTELResourceDetector().detect().attributes
-    defaults = {SERVICE_NAME: ins.DEFAULT_SERVICE_NAME, SERVICE_VERSION: VERSION}
-    return Resource.create({key: value for key, value in defaults.items() if key not in from_env})
+    defaults = Resource(
+        {
+            TELEMETRY_SDK_LANGUAGE: "python",
+            TELEMETRY_SDK_NAME: "opentelemetry",
+            TELEMETRY_SDK_VERSION: sdk_version,
+            SERVICE_NAME: ins.DEFAULT_SERVICE_NAME,
+            SERVICE_VERSION: VERSION,
+        }
+    )
+    return defaults.merge(OTELResourceDetector().detect())

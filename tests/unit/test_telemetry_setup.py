@@ -116,6 +116,9 @@ def test_resource_from_the_sdk_with_our_defaults(otel_env: SetEnv) -> None:
     attrs = dict(build_resource().attributes)
     assert attrs["service.name"] == "openclaw-diagnostics"
     assert attrs["service.version"] and attrs["telemetry.sdk.language"] == "python"
+    # exactly these: /metrics' target_info carries them (no random service.instance.id)
+    assert set(attrs) == {"service.name", "service.version", "telemetry.sdk.language", "telemetry.sdk.name",
+                          "telemetry.sdk.version"}
     otel_env({"OTEL_RESOURCE_ATTRIBUTES": "deployment.environment=prod,service.namespace=oc%2Cx,service.version=9"})
     attrs = dict(build_resource().attributes)
     assert attrs["deployment.environment"] == "prod" and attrs["service.namespace"] == "oc,x"
