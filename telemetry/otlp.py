@@ -24,7 +24,12 @@ from opentelemetry.sdk.metrics.export import MetricExportResult, MetricsData
 from opentelemetry.sdk.resources import Resource
 
 from telemetry.config import PROTOCOL_GRPC, SignalConfig, TelemetryConfigError
-from telemetry.health import ExportHealth, counting_log_exporter, counting_span_exporter, run_export
+from telemetry.health import (
+    ExportHealth,
+    counting_log_exporter,
+    counting_span_exporter,
+    run_export,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -50,25 +55,37 @@ def exporter_class(signal: str, protocol: str) -> type:
     """The OTLP exporter class for a signal and protocol."""
     if protocol == PROTOCOL_GRPC:
         if signal == "metrics":
-            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+                OTLPMetricExporter,
+            )
 
             return OTLPMetricExporter
         if signal == "logs":
-            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
+            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
+                OTLPLogExporter,
+            )
 
             return OTLPLogExporter
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter,
+        )
 
         return OTLPSpanExporter
     if signal == "metrics":
-        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter as HTTPMetricExporter
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+            OTLPMetricExporter as HTTPMetricExporter,
+        )
 
         return HTTPMetricExporter
     if signal == "logs":
-        from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter as HTTPLogExporter
+        from opentelemetry.exporter.otlp.proto.http._log_exporter import (
+            OTLPLogExporter as HTTPLogExporter,
+        )
 
         return HTTPLogExporter
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter as HTTPSpanExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+        OTLPSpanExporter as HTTPSpanExporter,
+    )
 
     return HTTPSpanExporter
 
@@ -83,7 +100,9 @@ def make_exporter(config: SignalConfig) -> Any:
         kwargs["compression"] = Compression.Gzip if gzip else Compression.NoCompression
         kwargs["channel_options"] = _GRPC_CHANNEL_OPTIONS
     else:
-        from opentelemetry.exporter.otlp.proto.http import Compression as HTTPCompression
+        from opentelemetry.exporter.otlp.proto.http import (
+            Compression as HTTPCompression,
+        )
 
         kwargs["compression"] = HTTPCompression.Gzip if gzip else HTTPCompression.NoCompression
     return exporter_class(config.signal, config.protocol)(**kwargs)

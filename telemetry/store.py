@@ -164,7 +164,7 @@ class _Instrument:
         self.spec = spec
         self.store = store
         self.series: dict[tuple[tuple[str, str], ...], Any] = {}
-        self.cache: dict[Pairs, Any] = {}  # raw call-site tuple -> series (admitted ones only)
+        self.cache: dict[Any, Any] = {}  # raw call-site tuple -> series (admitted ones only)
         self.overflow: Any = None
         if spec.kind == "histogram":
             bounds = tuple(float(b) for b in spec.buckets or ())
@@ -179,7 +179,9 @@ class _Instrument:
             return series
         return self.resolve(pairs)
 
-    def resolve(self, pairs: Pairs) -> Any:
+    def resolve(self, pairs: Pairs, cache_key: Any = None) -> Any:
+        """The series for `pairs`, remembered under `cache_key` (default: `pairs` itself; the
+        compiled event handlers of telemetry/events.py use a cheaper key of raw values)."""
         attrs = attributes_from(pairs)
         key = tuple(sorted(attrs.items()))
         with self.store.lock:
@@ -191,7 +193,7 @@ class _Instrument:
                 self.series[key] = series
             if len(self.cache) >= _RAW_CACHE_MAX:
                 self.cache.clear()
-            self.cache[pairs] = series
+            self.cache[pairs if cache_key is None else cache_key] = series
             return series
 
     def _overflowed(self) -> Any:
