@@ -8,6 +8,11 @@ the instrument list in docs/telemetry.md is generated from ``INSTRUMENTS``:
 
 Names, units and attribute keys are OpenClaw's ``diagnostics-otel`` contract, so dashboards
 built for the gateway's own exporter work unchanged against this service.
+
+Why ~550 lines: it is one table (50 instruments with their units, attributes, buckets and
+"produced when" text, and the log events), kept whole so that nothing else spells a name
+(tests/e2e/test_telemetry_instruments.py checks that); the generator of its documentation sits
+beside it because it only reads the table.
 """
 
 from __future__ import annotations
