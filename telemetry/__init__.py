@@ -2,7 +2,7 @@
 
 - telemetry.instruments: every instrument name, unit, attribute key and bucket boundary;
 - telemetry.record: the Recorder interface the core calls, and the real OtelRecorder;
-- telemetry.events: which instruments each gateway event feeds (one table);
+- telemetry.event_table: which instruments each gateway event feeds (one table);
 - telemetry.log_events: the OTLP log records and the stuck span;
 - telemetry.store: the metric state, aggregated in place, and its export data (MetricsData);
 - telemetry.prometheus: /metrics, a prometheus_client collector over the store;

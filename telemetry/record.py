@@ -3,7 +3,7 @@
 The core (ingest, store, monitor, recovery) calls these methods and nothing else of
 telemetry; this module maps each call to instruments (telemetry/instruments.py) and OTLP log
 records. Payload dicts use the camelCase field names of telemetry.md's log events. The gateway
-events' instruments are one table in telemetry/events.py; the log records and the stuck span
+events' instruments are one table in telemetry/event_table.py; the log records and the stuck span
 are built in telemetry/log_events.py.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from app.events import KNOWN_TYPES as _KNOWN_TYPES
-from telemetry import events, log_events
+from telemetry import event_table, log_events
 from telemetry import instruments as ins
 from telemetry.store import MetricStore
 
@@ -179,7 +179,7 @@ class OtelRecorder(Recorder):
         self._evicted = i(ins.MONITOR_SESSIONS_EVICTED)
         self._clamped = i(ins.MONITOR_CLOCK_CLAMPED)
         self._dropped = i(ins.MONITOR_FORWARDER_DROPPED)
-        self._handlers = events.handlers(store)  # the gateway events (telemetry/events.py)
+        self._handlers = event_table.handlers(store)  # the gateway events (telemetry/event_table.py)
         store.observe(ins.MONITOR_SESSIONS, self._session_rows)
         store.observe(ins.MONITOR_GATEWAYS, self._gateway_rows)
         store.observe(ins.MONITOR_CLOCK_SKEW, self._skew_rows, _largest_magnitude)
@@ -187,8 +187,8 @@ class OtelRecorder(Recorder):
         store.observe(ins.MONITOR_EXPORT_FAILURES, pipeline.failure_rows)
 
     # -- small helpers (hot path: a dict lookup and an add when the series is cached) --------
-    _add = staticmethod(events.add)
-    _record = staticmethod(events.record)
+    _add = staticmethod(event_table.add)
+    _record = staticmethod(event_table.record)
 
     def _gateway(self, gateway: Any) -> Any:
         return gateway if self._gw else None

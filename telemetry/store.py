@@ -181,7 +181,7 @@ class _Instrument:
 
     def resolve(self, pairs: Pairs, cache_key: Any = None) -> Any:
         """The series for `pairs`, remembered under `cache_key` (default: `pairs` itself; the
-        compiled event handlers of telemetry/events.py use a cheaper key of raw values)."""
+        compiled event handlers of telemetry/event_table.py use a cheaper key of raw values)."""
         attrs = attributes_from(pairs)
         key = tuple(sorted(attrs.items()))
         with self.store.lock:

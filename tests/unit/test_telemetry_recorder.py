@@ -97,8 +97,8 @@ def k(**attrs: Any) -> dict[str, Any]:
 # the base contract
 # --------------------------------------------------------------------------------------------
 def test_the_event_table_names_known_event_types() -> None:
-    """A misspelt type in telemetry/events.py would never fire: every one is a known type."""
-    from telemetry.events import RULES
+    """A misspelt type in telemetry/event_table.py would never fire: every one is a known type."""
+    from telemetry.event_table import RULES
 
     assert set(RULES) <= KNOWN_TYPES and "model.usage" in KNOWN_TYPES
 
