@@ -194,3 +194,27 @@ def test_pipeline_with_endpoints_builds_exporters_and_providers(otel_env: SetEnv
         assert health["signals"]["metrics"]["endpoint"] == "http://127.0.0.1:9/v1/metrics"
     finally:
         pipeline.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("env", "exported"),
+    [
+        ({"OTEL_METRICS_EXPORTER": "none"}, {"logs", "traces"}),
+        ({"OTEL_LOGS_EXPORTER": "none", "OTEL_TRACES_EXPORTER": "none"}, {"metrics"}),
+        ({"OTEL_SDK_DISABLED": "true"}, set()),
+    ],
+)
+def test_switched_off_signals_get_no_exporter(env: dict[str, str], exported: set[str], otel_env: SetEnv) -> None:
+    otel_env({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9", **env})
+    pipeline = TelemetryPipeline(config_from_env())
+    try:
+        built = {
+            name
+            for name, part in (("metrics", pipeline.metric_export), ("logs", pipeline.logger), ("traces", pipeline.tracer))
+            if part is not None
+        }
+        assert built == exported
+        assert set(pipeline.health()["signals"]) == exported
+        assert b"target_info" in pipeline.render()[0]  # /metrics stays on whatever OTLP does
+    finally:
+        pipeline.shutdown()
