@@ -8,6 +8,11 @@ the instrument list in docs/telemetry.md is generated from ``INSTRUMENTS``:
 
 Names, units and attribute keys are OpenClaw's ``diagnostics-otel`` contract, so dashboards
 built for the gateway's own exporter work unchanged against this service.
+
+Why ~550 lines: it is one table (50 instruments with their units, attributes, buckets and
+"produced when" text, and the log events), kept whole so that nothing else spells a name
+(tests/e2e/test_telemetry_instruments.py checks that); the generator of its documentation sits
+beside it because it only reads the table.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
+
+from telemetry import prometheus
 
 SCOPE_NAME = "openclaw"
 DEFAULT_SERVICE_NAME = "openclaw-diagnostics"
@@ -440,25 +447,16 @@ INSTRUMENTS: tuple[InstrumentSpec, ...] = SESSION_CONTRACT + GATEWAY_CONTRACT + 
 BY_NAME: dict[str, InstrumentSpec] = {spec.name: spec for spec in INSTRUMENTS}
 
 # --------------------------------------------------------------------------------------------
-# Prometheus names (the OTLP -> Prometheus translation of deploy.md; pinned by a test against
-# the real /metrics output)
+# Prometheus names: telemetry/prometheus.py's translation (the one /metrics uses), for the docs
+# and the tests
 # --------------------------------------------------------------------------------------------
-_PROMETHEUS_UNIT_SUFFIX = {"ms": "milliseconds", "s": "seconds", "By": "bytes", "1": ""}
-
-
 def prometheus_name(spec: InstrumentSpec) -> str:
     """The series name family in Prometheus: counters `_total`, histograms `_bucket/_sum/_count`."""
-    name = spec.name.replace(".", "_")
-    suffix = "" if spec.unit.startswith("{") else _PROMETHEUS_UNIT_SUFFIX.get(spec.unit, spec.unit)
-    if suffix and not name.endswith("_" + suffix):
-        name = f"{name}_{suffix}"
-    if spec.kind == "counter":
-        name += "_total"
-    return name
+    return prometheus.full_name(spec.name, spec.unit, counter=spec.kind == "counter")
 
 
 def prometheus_label(key: str) -> str:
-    return "".join(ch if ch.isalnum() else "_" for ch in key)
+    return prometheus.label_name(key)
 
 
 def prometheus_series(spec: InstrumentSpec) -> tuple[str, ...]:

@@ -2,18 +2,20 @@
 
 The core (ingest, store, monitor, recovery) calls these methods and nothing else of
 telemetry; this module maps each call to instruments (telemetry/instruments.py) and OTLP log
-records. Payload dicts use the camelCase field names of telemetry.md's log events.
+records. Payload dicts use the camelCase field names of telemetry.md's log events. The gateway
+events' instruments are one table in telemetry/event_table.py; the log records and the stuck span
+are built in telemetry/log_events.py.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from app.events import KNOWN_TYPES as _KNOWN_TYPES
+from telemetry import event_table, log_events
 from telemetry import instruments as ins
 from telemetry.store import MetricStore
 
@@ -105,7 +107,7 @@ class Recorder:
 # ============================================================================================
 # Everything below maps the core's calls to the instruments of telemetry/instruments.py (the
 # one module that spells names) and to OTLP log records / the stuck span. The metric state is
-# telemetry.store.MetricStore; export (OTLP, /metrics) is telemetry.setup's Pipeline.
+# telemetry.store.MetricStore; export (OTLP, /metrics) is telemetry.setup's TelemetryPipeline.
 
 _log = logging.getLogger(__name__)
 
@@ -136,13 +138,6 @@ class Pipeline(Protocol):
     def shutdown(self) -> None: ...
 
 
-def _lane(raw: str | None) -> str | None:
-    # done before the cache lookup: per-session lanes must not grow the raw-value cache
-    if raw is not None and raw.startswith("session:"):
-        return ins.SESSION_LANE
-    return raw
-
-
 def _released(value: Any) -> str:
     """`openclaw.released` metric attribute: the STRING `true` when at least one queued item
     was released (the payload's `released` is a count, or a bool), else `false`."""
@@ -151,20 +146,6 @@ def _released(value: Any) -> str:
     if isinstance(value, (int, float)) and value > 0:
         return ins.TRUE
     return ins.FALSE
-
-
-def _log_value(value: Any) -> Any:
-    if isinstance(value, (bool, str, float)):
-        return value
-    if isinstance(value, int):
-        return value if -(2**63) <= value < 2**63 else str(value)
-    return str(value)
-
-
-def _severity(text: str) -> Any:
-    from opentelemetry._logs import SeverityNumber
-
-    return SeverityNumber.WARN if text == "WARN" else SeverityNumber.INFO
 
 
 class OtelRecorder(Recorder):
@@ -190,71 +171,15 @@ class OtelRecorder(Recorder):
         self._state = i(ins.SESSION_STATE)
         self._stuck = i(ins.SESSION_STUCK)
         self._stuck_age = i(ins.SESSION_STUCK_AGE)
-        self._turn = i(ins.SESSION_TURN_CREATED)
         self._rec_req = i(ins.RECOVERY_REQUESTED)
         self._rec_done = i(ins.RECOVERY_COMPLETED)
         self._rec_age = i(ins.RECOVERY_AGE)
-        self._enqueue = i(ins.QUEUE_LANE_ENQUEUE)
-        self._dequeue = i(ins.QUEUE_LANE_DEQUEUE)
-        self._depth = i(ins.QUEUE_DEPTH)
-        self._wait = i(ins.QUEUE_WAIT)
-        self._attempt = i(ins.RUN_ATTEMPT)
-        self._tokens = i(ins.TOKENS)
-        self._cost = i(ins.COST_USD)
-        self._context = i(ins.CONTEXT_TOKENS)
-        self._run_duration = i(ins.RUN_DURATION)
-        self._mc_duration = i(ins.MODEL_CALL_DURATION)
-        self._mc_request = i(ins.MODEL_CALL_REQUEST_BYTES)
-        self._mc_response = i(ins.MODEL_CALL_RESPONSE_BYTES)
-        self._mc_ttfb = i(ins.MODEL_CALL_TTFB)
-        self._failover = i(ins.MODEL_FAILOVER)
-        self._tool_duration = i(ins.TOOL_DURATION)
-        self._tool_blocked = i(ins.TOOL_BLOCKED)
-        self._tool_loop = i(ins.TOOL_LOOP)
-        self._wh_received = i(ins.WEBHOOK_RECEIVED)
-        self._wh_error = i(ins.WEBHOOK_ERROR)
-        self._wh_duration = i(ins.WEBHOOK_DURATION)
-        self._msg_queued = i(ins.MESSAGE_QUEUED)
-        self._msg_received = i(ins.MESSAGE_RECEIVED)
-        self._msg_processed = i(ins.MESSAGE_PROCESSED)
-        self._msg_duration = i(ins.MESSAGE_DURATION)
-        self._dispatch_started = i(ins.MESSAGE_DISPATCH_STARTED)
-        self._dispatch_completed = i(ins.MESSAGE_DISPATCH_COMPLETED)
-        self._dispatch_duration = i(ins.MESSAGE_DISPATCH_DURATION)
-        self._delivery_started = i(ins.MESSAGE_DELIVERY_STARTED)
-        self._delivery_duration = i(ins.MESSAGE_DELIVERY_DURATION)
         self._scan_duration = i(ins.MONITOR_SCAN_DURATION)
         self._scan_lag = i(ins.MONITOR_SCAN_LAG)
         self._evicted = i(ins.MONITOR_SESSIONS_EVICTED)
         self._clamped = i(ins.MONITOR_CLOCK_CLAMPED)
         self._dropped = i(ins.MONITOR_FORWARDER_DROPPED)
-        self._handlers: dict[str, Callable[[Any, str | None], None]] = {
-            "message.queued": self._on_message_queued,
-            "session.turn.created": self._on_turn_created,
-            "queue.lane.enqueue": self._on_lane_enqueue,
-            "queue.lane.dequeue": self._on_lane_dequeue,
-            "diagnostic.heartbeat": self._on_heartbeat,
-            "run.attempt": self._on_run_attempt,
-            "run.completed": self._on_run_completed,
-            "model.call.completed": self._on_model_call,
-            "model.call.error": self._on_model_call_error,
-            "model.failover": self._on_failover,
-            "model.usage": self._on_usage,
-            "tool.execution.completed": self._on_tool_completed,
-            "tool.execution.error": self._on_tool_error,
-            "tool.execution.blocked": self._on_tool_blocked,
-            "tool.loop": self._on_tool_loop,
-            "webhook.received": self._on_webhook_received,
-            "webhook.processed": self._on_webhook_processed,
-            "webhook.error": self._on_webhook_error,
-            "message.received": self._on_message_received,
-            "message.processed": self._on_message_processed,
-            "message.dispatch.started": self._on_dispatch_started,
-            "message.dispatch.completed": self._on_dispatch_completed,
-            "message.delivery.started": self._on_delivery_started,
-            "message.delivery.completed": self._on_delivery_completed,
-            "message.delivery.error": self._on_delivery_error,
-        }
+        self._handlers = event_table.handlers(store)  # the gateway events (telemetry/event_table.py)
         store.observe(ins.MONITOR_SESSIONS, self._session_rows)
         store.observe(ins.MONITOR_GATEWAYS, self._gateway_rows)
         store.observe(ins.MONITOR_CLOCK_SKEW, self._skew_rows, _largest_magnitude)
@@ -262,19 +187,8 @@ class OtelRecorder(Recorder):
         store.observe(ins.MONITOR_EXPORT_FAILURES, pipeline.failure_rows)
 
     # -- small helpers (hot path: a dict lookup and an add when the series is cached) --------
-    @staticmethod
-    def _add(inst: Any, pairs: tuple, value: float) -> None:
-        series = inst.cache.get(pairs)
-        if series is None:
-            series = inst.resolve(pairs)
-        series.value += value
-
-    @staticmethod
-    def _record(inst: Any, pairs: tuple, value: float) -> None:
-        series = inst.cache.get(pairs)
-        if series is None:
-            series = inst.resolve(pairs)
-        series.record(value)
+    _add = staticmethod(event_table.add)
+    _record = staticmethod(event_table.record)
 
     def _gateway(self, gateway: Any) -> Any:
         return gateway if self._gw else None
@@ -395,58 +309,12 @@ class OtelRecorder(Recorder):
         self._shut = True
         self._pipeline.shutdown()
 
-    # -- OTLP log events and the stuck span -----------------------------------------------
+    # -- OTLP log events and the stuck span (telemetry/log_events.py) ---------------------
     def _emit(self, name: str, severity: str, payload: Mapping[str, Any], fields: tuple[str, ...]) -> None:
-        logger = self._pipeline.logger
-        if logger is None:
-            return
-        prefix = ins.LOG_ATTRIBUTE_PREFIX
-        attributes: dict[str, Any] = {ins.EVENT_NAME_ATTRIBUTE: name}
-        for key, value in payload.items():
-            if value is not None and key != "eventType":
-                attributes[prefix + key] = _log_value(value)
-        if "state" not in payload and payload.get("expectedState") is not None and "state" in fields:
-            attributes[ins.STATE] = _log_value(payload["expectedState"])
-        now = time.time_ns()
-        try:
-            logger.emit(
-                timestamp=now,
-                observed_timestamp=now,
-                severity_number=_severity(severity),
-                severity_text=severity,
-                body=name,
-                attributes=attributes,
-                event_name=name,
-            )
-        except Exception:  # telemetry never breaks the caller
-            _log.exception("telemetry: emitting %s failed", name)
+        log_events.emit(self._pipeline.logger, name, severity, payload, fields)
 
     def _stuck_span(self, payload: Mapping[str, Any]) -> None:
-        tracer = self._pipeline.tracer
-        if tracer is None:
-            return
-        from opentelemetry.context import Context
-        from opentelemetry.trace import Status, StatusCode
-
-        attributes: dict[str, Any] = {}
-        for key, field_name in (
-            (ins.STATE, "state"),
-            ("openclaw.ageMs", "ageMs"),
-            ("openclaw.queueDepth", "queueDepth"),
-            ("openclaw.sessionKey", "sessionKey"),
-            ("openclaw.sessionId", "sessionId"),
-            ("openclaw.gatewayId", "gatewayId"),
-        ):
-            value = payload.get(field_name)
-            if value is not None:
-                attributes[key] = _log_value(value)
-        now = time.time_ns()
-        try:
-            span = tracer.start_span(ins.SPAN_STUCK, context=Context(), attributes=attributes, start_time=now)
-            span.set_status(Status(StatusCode.ERROR, "session stuck"))
-            span.end(end_time=now)
-        except Exception:
-            _log.exception("telemetry: the stuck span failed")
+        log_events.stuck_span(self._pipeline.tracer, payload)
 
     # -- observable gauges (read at collection time, on the collecting thread) ------------
     def _session_rows(self) -> list[tuple[dict[str, Any], int]]:
@@ -501,178 +369,6 @@ class OtelRecorder(Recorder):
             for gw in sources.gateways()
             if gw.forwarder_queued is not None
         ]
-
-    # -- event handlers (gateway contract) ------------------------------------------------
-    def _on_message_queued(self, e: Any, g: Any) -> None:
-        self._add(self._msg_queued, ((G, g), (ins.CHANNEL, e.channel), (ins.SOURCE, e.source)), 1)
-
-    def _on_turn_created(self, e: Any, g: Any) -> None:
-        self._add(
-            self._turn, ((G, g), (ins.AGENT, e.agentId), (ins.CHANNEL, e.channel), (ins.TRIGGER, e.trigger)), 1
-        )
-
-    def _on_lane_enqueue(self, e: Any, g: Any) -> None:
-        pairs = ((G, g), (ins.LANE, _lane(e.lane)))
-        self._add(self._enqueue, pairs, 1)
-        if e.queueSize is not None:
-            self._record(self._depth, pairs, e.queueSize)
-
-    def _on_lane_dequeue(self, e: Any, g: Any) -> None:
-        pairs = ((G, g), (ins.LANE, _lane(e.lane)))
-        self._add(self._dequeue, pairs, 1)
-        if e.queueSize is not None:
-            self._record(self._depth, pairs, e.queueSize)
-        if e.waitMs is not None:
-            self._record(self._wait, pairs, e.waitMs)
-
-    def _on_heartbeat(self, e: Any, g: Any) -> None:
-        if e.queued is not None:
-            self._record(self._depth, ((G, g), (ins.CHANNEL, ins.HEARTBEAT_CHANNEL)), e.queued)
-
-    def _on_run_attempt(self, e: Any, g: Any) -> None:
-        self._add(self._attempt, ((G, g), (ins.ATTEMPT, e.attempt)), 1)
-
-    def _on_run_completed(self, e: Any, g: Any) -> None:
-        if e.durationMs is not None:
-            self._record(
-                self._run_duration,
-                ((G, g), (ins.OUTCOME, e.outcome), (ins.PROVIDER, e.provider), (ins.MODEL, e.model)),
-                e.durationMs,
-            )
-
-    def _model_call(self, e: Any, pairs: tuple) -> None:
-        if e.durationMs is not None:
-            self._record(self._mc_duration, pairs, e.durationMs)
-        if e.requestPayloadBytes is not None:
-            self._record(self._mc_request, pairs, e.requestPayloadBytes)
-        if e.responseStreamBytes is not None:
-            self._record(self._mc_response, pairs, e.responseStreamBytes)
-        if e.timeToFirstByteMs is not None:
-            self._record(self._mc_ttfb, pairs, e.timeToFirstByteMs)
-
-    def _on_model_call(self, e: Any, g: Any) -> None:
-        self._model_call(
-            e,
-            ((G, g), (ins.PROVIDER, e.provider), (ins.MODEL, e.model), (ins.API, e.api), (ins.TRANSPORT, e.transport)),
-        )
-
-    def _on_model_call_error(self, e: Any, g: Any) -> None:
-        self._model_call(
-            e,
-            (
-                (G, g),
-                (ins.PROVIDER, e.provider),
-                (ins.MODEL, e.model),
-                (ins.API, e.api),
-                (ins.TRANSPORT, e.transport),
-                (ins.ERROR_CATEGORY, e.errorCategory),
-                (ins.FAILURE_KIND, e.failureKind),
-            ),
-        )
-
-    def _on_failover(self, e: Any, g: Any) -> None:
-        self._add(
-            self._failover,
-            (
-                (G, g),
-                (ins.PROVIDER, e.provider),
-                (ins.MODEL, e.model),
-                (ins.ERROR_CATEGORY, e.errorCategory),
-                (ins.FAILURE_KIND, e.failureKind),
-            ),
-            1,
-        )
-
-    def _on_usage(self, e: Any, g: Any) -> None:
-        base = ((G, g), (ins.CHANNEL, e.channel), (ins.PROVIDER, e.provider), (ins.MODEL, e.model), (ins.AGENT, e.agentId))
-        usage = e.usage
-        if usage is not None:
-            add, tokens = self._add, self._tokens
-            for field_name, token in ins.TOKEN_KINDS:
-                value = getattr(usage, field_name)
-                if value:
-                    add(tokens, ((ins.TOKEN, token),) + base, value)
-        if e.costUsd:
-            self._add(self._cost, base, e.costUsd)
-        context = e.context
-        if context is not None:
-            if context.limit is not None:
-                self._record(self._context, ((ins.CONTEXT, ins.CONTEXT_LIMIT),) + base, context.limit)
-            if context.used is not None:
-                self._record(self._context, ((ins.CONTEXT, ins.CONTEXT_USED),) + base, context.used)
-
-    def _on_tool_completed(self, e: Any, g: Any) -> None:
-        if e.durationMs is not None:
-            self._record(
-                self._tool_duration, ((G, g), (ins.TOOL_NAME, e.toolName), (ins.TOOL_SOURCE, e.toolSource)), e.durationMs
-            )
-
-    def _on_tool_error(self, e: Any, g: Any) -> None:
-        if e.durationMs is not None:
-            self._record(
-                self._tool_duration,
-                ((G, g), (ins.TOOL_NAME, e.toolName), (ins.TOOL_SOURCE, e.toolSource), (ins.ERROR_CATEGORY, e.errorCategory)),
-                e.durationMs,
-            )
-
-    def _on_tool_blocked(self, e: Any, g: Any) -> None:
-        self._add(self._tool_blocked, ((G, g), (ins.TOOL_NAME, e.toolName), (ins.TOOL_SOURCE, e.toolSource)), 1)
-
-    def _on_tool_loop(self, e: Any, g: Any) -> None:
-        self._add(self._tool_loop, ((G, g), (ins.TOOL_NAME, e.toolName)), 1)
-
-    def _on_webhook_received(self, e: Any, g: Any) -> None:
-        self._add(self._wh_received, ((G, g), (ins.CHANNEL, e.channel), (ins.WEBHOOK, e.updateType)), 1)
-
-    def _on_webhook_processed(self, e: Any, g: Any) -> None:
-        if e.durationMs is not None:
-            self._record(self._wh_duration, ((G, g), (ins.CHANNEL, e.channel), (ins.WEBHOOK, e.updateType)), e.durationMs)
-
-    def _on_webhook_error(self, e: Any, g: Any) -> None:
-        self._add(self._wh_error, ((G, g), (ins.CHANNEL, e.channel), (ins.WEBHOOK, e.updateType)), 1)
-
-    def _on_message_received(self, e: Any, g: Any) -> None:
-        self._add(self._msg_received, ((G, g), (ins.CHANNEL, e.channel), (ins.SOURCE, e.source)), 1)
-
-    def _on_message_processed(self, e: Any, g: Any) -> None:
-        pairs = ((G, g), (ins.CHANNEL, e.channel), (ins.OUTCOME, e.outcome))
-        self._add(self._msg_processed, pairs, 1)
-        if e.durationMs is not None:
-            self._record(self._msg_duration, pairs, e.durationMs)
-
-    def _on_dispatch_started(self, e: Any, g: Any) -> None:
-        self._add(self._dispatch_started, ((G, g), (ins.CHANNEL, e.channel), (ins.SOURCE, e.source)), 1)
-
-    def _on_dispatch_completed(self, e: Any, g: Any) -> None:
-        pairs = ((G, g), (ins.CHANNEL, e.channel), (ins.OUTCOME, e.outcome))
-        self._add(self._dispatch_completed, pairs, 1)
-        if e.durationMs is not None:
-            self._record(self._dispatch_duration, pairs, e.durationMs)
-
-    def _on_delivery_started(self, e: Any, g: Any) -> None:
-        self._add(self._delivery_started, ((G, g), (ins.CHANNEL, e.channel), (ins.DELIVERY_KIND, e.deliveryKind)), 1)
-
-    def _on_delivery_completed(self, e: Any, g: Any) -> None:
-        if e.durationMs is not None:
-            self._record(
-                self._delivery_duration,
-                ((G, g), (ins.CHANNEL, e.channel), (ins.DELIVERY_KIND, e.deliveryKind), (ins.OUTCOME, e.outcome)),
-                e.durationMs,
-            )
-
-    def _on_delivery_error(self, e: Any, g: Any) -> None:
-        if e.durationMs is not None:
-            self._record(
-                self._delivery_duration,
-                (
-                    (G, g),
-                    (ins.CHANNEL, e.channel),
-                    (ins.DELIVERY_KIND, e.deliveryKind),
-                    (ins.OUTCOME, e.outcome),
-                    (ins.ERROR_CATEGORY, e.errorCategory),
-                ),
-                e.durationMs,
-            )
 
 
 def _largest_magnitude(a: float, b: float) -> float:

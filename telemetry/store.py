@@ -1,4 +1,4 @@
-"""The metric state behind every instrument, and its hand-over to the OpenTelemetry readers.
+"""The metric state behind every instrument, and its export data (``MetricStore.collect``).
 
 Why not the SDK's synchronous instruments: measured here (SDK 1.45, one reader) a
 ``Counter.add`` costs ~6 µs and a ``Histogram.record`` ~6.5 µs, ~9-10 µs with a second
@@ -7,11 +7,9 @@ locks on every measurement. The ingest hot path feeds several instruments per ev
 thousands of events/s, so the store below aggregates in place instead — a cached series
 object per attribute set, an int/float add, a ``bisect`` for histograms (~0.2 µs) — and hands
 the SDK's own export data model (``MetricsData`` with cumulative ``Sum``/``Histogram``/
-``Gauge`` points, explicit bucket boundaries from instruments.py) to the standard readers:
-``PrometheusMetricReader`` for /metrics and ``PeriodicExportingMetricReader`` + the OTLP
-exporter for the collector. The readers are attached to this store exactly as a
-``MeterProvider`` attaches them (``MetricReader._set_collect_callback``), so the SDK's export
-thread, timeouts and shutdown flush are the stock ones.
+``Gauge`` points, explicit bucket boundaries from instruments.py) to public APIs only: the
+OTLP exporter's ``MetricExporter.export`` (telemetry/otlp.py's export loop) and a
+prometheus_client collector for /metrics (telemetry/prometheus.py).
 
 Concurrency: series are created under a lock; updating an existing series is lock-free and
 meant for one writer thread (the service's event loop). Collection runs on any thread (the
@@ -166,7 +164,7 @@ class _Instrument:
         self.spec = spec
         self.store = store
         self.series: dict[tuple[tuple[str, str], ...], Any] = {}
-        self.cache: dict[Pairs, Any] = {}  # raw call-site tuple -> series (admitted ones only)
+        self.cache: dict[Any, Any] = {}  # raw call-site tuple -> series (admitted ones only)
         self.overflow: Any = None
         if spec.kind == "histogram":
             bounds = tuple(float(b) for b in spec.buckets or ())
@@ -181,7 +179,9 @@ class _Instrument:
             return series
         return self.resolve(pairs)
 
-    def resolve(self, pairs: Pairs) -> Any:
+    def resolve(self, pairs: Pairs, cache_key: Any = None) -> Any:
+        """The series for `pairs`, remembered under `cache_key` (default: `pairs` itself; the
+        compiled event handlers of telemetry/event_table.py use a cheaper key of raw values)."""
         attrs = attributes_from(pairs)
         key = tuple(sorted(attrs.items()))
         with self.store.lock:
@@ -193,7 +193,7 @@ class _Instrument:
                 self.series[key] = series
             if len(self.cache) >= _RAW_CACHE_MAX:
                 self.cache.clear()
-            self.cache[pairs] = series
+            self.cache[pairs if cache_key is None else cache_key] = series
             return series
 
     def _overflowed(self) -> Any:
@@ -252,7 +252,6 @@ class MetricStore:
             if spec.kind != "gauge" and spec is not ins.MONITOR_EXPORT_FAILURES:
                 self._instruments[spec.name] = _Instrument(spec, self)
         self._overflow = self._instruments[ins.MONITOR_TELEMETRY_OVERFLOW.name]
-        self._readers: list[Any] = []
 
     # -- writing --------------------------------------------------------------------------
     def instrument(self, spec: InstrumentSpec) -> _Instrument:
@@ -279,15 +278,8 @@ class MetricStore:
         self._observed[spec.name] = _Observed(spec, callback, combine)
 
     # -- reading --------------------------------------------------------------------------
-    def attach(self, reader: Any) -> None:
-        """Attach an SDK MetricReader the way a MeterProvider does."""
-        reader._set_collect_callback(self._collect_for_reader)
-        self._readers.append(reader)
-
-    def _collect_for_reader(self, reader: Any, timeout_millis: float = 10_000) -> MetricsData:
-        return self.collect()
-
     def collect(self) -> MetricsData:
+        """Every instrument with points, as cumulative export data (any thread may call it)."""
         now = time.time_ns()
         metrics: list[Metric] = []
         for spec in ins.INSTRUMENTS:

@@ -1,12 +1,17 @@
 """Real OTLP export, over gRPC and over HTTP/protobuf, to a real receiver (tests/support/otlp_receiver.py).
 
+The exporters read their endpoint, headers and TLS settings from the process environment, so
+each test sets its OTEL_* variables there (monkeypatch) and checks what arrives on the wire.
+
 No timing assertions: exports are forced with force_flush() or awaited with a deadline; "does
 not block" is shown by behaviour (calls complete while an export is provably still in flight).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import os
+import threading
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -33,23 +38,40 @@ def receiver(request: pytest.FixtureRequest) -> Iterator[OtlpReceiver]:
         yield rx
 
 
-def make_recorder(receiver: OtlpReceiver, **extra: str) -> OtelRecorder:
-    env = receiver.env(
-        OTEL_METRIC_EXPORT_INTERVAL="3600000",  # exports happen when the test says so
-        OTEL_EXPORTER_OTLP_TIMEOUT="1000",
-        OTEL_BLRP_SCHEDULE_DELAY="50",
-        OTEL_BSP_SCHEDULE_DELAY="50",
-        OTEL_SERVICE_NAME="diag-under-test",
-        OTEL_RESOURCE_ATTRIBUTES="deployment.environment=test",
-    )
-    env.update(extra)
-    recorder = build_recorder(True, 2048, env=env)
-    assert isinstance(recorder, OtelRecorder)
-    return recorder
+MakeRecorder = Callable[..., OtelRecorder]
 
 
-def test_the_whole_contract_over_the_wire(receiver: OtlpReceiver) -> None:
-    recorder = make_recorder(receiver, OTEL_EXPORTER_OTLP_HEADERS="X-Api-Key=k123")
+@pytest.fixture
+def make_recorder(receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch) -> MakeRecorder:
+    """A recorder exporting to `receiver`; keyword arguments add or override OTEL_* variables
+    (None: unset it)."""
+
+    def make(**extra: str | None) -> OtelRecorder:
+        env: dict[str, str | None] = dict(
+            receiver.env(
+                OTEL_METRIC_EXPORT_INTERVAL="3600000",  # exports happen when the test says so
+                OTEL_EXPORTER_OTLP_TIMEOUT="1000",
+                OTEL_BLRP_SCHEDULE_DELAY="50",
+                OTEL_BSP_SCHEDULE_DELAY="50",
+                OTEL_SERVICE_NAME="diag-under-test",
+                OTEL_RESOURCE_ATTRIBUTES="deployment.environment=test",
+            )
+        )
+        env.update(extra)
+        for key in [key for key in os.environ if key.startswith("OTEL_")]:
+            monkeypatch.delenv(key)
+        for key, value in env.items():
+            if value is not None:
+                monkeypatch.setenv(key, value)
+        recorder = build_recorder(True, 2048)
+        assert isinstance(recorder, OtelRecorder)
+        return recorder
+
+    return make
+
+
+def test_the_whole_contract_over_the_wire(receiver: OtlpReceiver, make_recorder: MakeRecorder) -> None:
+    recorder = make_recorder(OTEL_EXPORTER_OTLP_HEADERS="X-Api-Key=k123")
     try:
         drive_all(recorder)
         assert recorder.force_flush()
@@ -125,8 +147,8 @@ def test_the_whole_contract_over_the_wire(receiver: OtlpReceiver) -> None:
         recorder.shutdown()
 
 
-def test_periodic_export_without_flush(receiver: OtlpReceiver) -> None:
-    recorder = make_recorder(receiver, OTEL_METRIC_EXPORT_INTERVAL="100")
+def test_periodic_export_without_flush(receiver: OtlpReceiver, make_recorder: MakeRecorder) -> None:
+    recorder = make_recorder(OTEL_METRIC_EXPORT_INTERVAL="100")
     try:
         recorder.event_applied(Event(type="queue.lane.enqueue", lane="main", queueSize=1), GW)
         metric = receiver.wait_for_metric(ins.QUEUE_LANE_ENQUEUE.name)
@@ -139,8 +161,8 @@ def test_periodic_export_without_flush(receiver: OtlpReceiver) -> None:
         recorder.shutdown()
 
 
-def test_shutdown_flushes(receiver: OtlpReceiver) -> None:
-    recorder = make_recorder(receiver)
+def test_shutdown_flushes(receiver: OtlpReceiver, make_recorder: MakeRecorder) -> None:
+    recorder = make_recorder()
     recorder.attention_reported(attention_payload("stuck", state="idle"))
     recorder.recovery_requested(recovery_payload())
     assert receiver.requests("metrics") == 0  # the interval is an hour: nothing sent yet
@@ -150,8 +172,8 @@ def test_shutdown_flushes(receiver: OtlpReceiver) -> None:
     assert receiver.spans(ins.SPAN_STUCK)
 
 
-def test_collector_outage_counted_and_exports_resume(receiver: OtlpReceiver) -> None:
-    recorder = make_recorder(receiver)
+def test_collector_outage_counted_and_exports_resume(receiver: OtlpReceiver, make_recorder: MakeRecorder) -> None:
+    recorder = make_recorder()
     try:
         lane = {ins.LANE: "main"}
         recorder.event_applied(Event(type="queue.lane.enqueue", lane="main"), GW)
@@ -206,8 +228,8 @@ def test_collector_outage_counted_and_exports_resume(receiver: OtlpReceiver) -> 
         recorder.shutdown()
 
 
-def test_collector_answering_errors(receiver: OtlpReceiver) -> None:
-    recorder = make_recorder(receiver)
+def test_collector_answering_errors(receiver: OtlpReceiver, make_recorder: MakeRecorder) -> None:
+    recorder = make_recorder()
     try:
         receiver.fail_with(500)
         recorder.event_applied(Event(type="queue.lane.enqueue", lane="main"), GW)
@@ -224,11 +246,10 @@ def test_collector_answering_errors(receiver: OtlpReceiver) -> None:
         recorder.shutdown()
 
 
-def test_a_hanging_collector_never_blocks_the_caller(receiver: OtlpReceiver) -> None:
+def test_a_hanging_collector_never_blocks_the_caller(receiver: OtlpReceiver, make_recorder: MakeRecorder) -> None:
     # A long exporter timeout, so the held export is certainly still in flight below; the
-    # metric reader exports every 50 ms on its own thread.
+    # metric export loop exports every 50 ms on its own thread.
     recorder = make_recorder(
-        receiver,
         OTEL_METRIC_EXPORT_INTERVAL="50",
         OTEL_EXPORTER_OTLP_TIMEOUT="60000",
         OTEL_BLRP_MAX_QUEUE_SIZE="512",
@@ -258,5 +279,70 @@ def test_a_hanging_collector_never_blocks_the_caller(receiver: OtlpReceiver) -> 
         receiver.wait_for_metric(
             ins.QUEUE_LANE_DEQUEUE.name, lambda m: m.point(**{ins.LANE: "main"}).value == 5000
         )
+    finally:
+        recorder.shutdown()
+
+
+# --------------------------------------------------------------------------------------------
+# What the exporters read themselves, seen at the receiver
+# --------------------------------------------------------------------------------------------
+def test_headers_and_compression_reach_the_collector(receiver: OtlpReceiver, make_recorder: MakeRecorder) -> None:
+    recorder = make_recorder(
+        OTEL_EXPORTER_OTLP_HEADERS="Authorization=Bearer%20abc, X-Tenant=blue",
+        OTEL_EXPORTER_OTLP_METRICS_HEADERS="x-tenant=green",
+        OTEL_EXPORTER_OTLP_COMPRESSION="gzip",
+    )
+    try:
+        recorder.event_applied(Event(type="queue.lane.enqueue", lane="main"), GW)
+        recorder.attention_reported(attention_payload("stuck", state="idle"))
+        assert recorder.force_flush()
+        logs, metrics = receiver.headers("logs"), receiver.headers("metrics")
+        assert logs and metrics
+        # percent-decoded values, lower-case keys (gRPC metadata requires them)
+        assert all(h.get("authorization") == "Bearer abc" and h.get("x-tenant") == "blue" for h in logs)
+        # a per-signal variable replaces the common one (the OTel spec's rule, and the exporters')
+        assert all(h.get("x-tenant") == "green" and "authorization" not in h for h in metrics)
+        if receiver.protocol == "http":
+            assert all(h.get("content-encoding") == "gzip" for h in logs + metrics)
+        assert "abc" not in repr(recorder.export_health())  # headers are never shown
+    finally:
+        recorder.shutdown()
+
+
+def test_exports_go_where_readyz_says(receiver: OtlpReceiver, make_recorder: MakeRecorder) -> None:
+    if receiver.protocol == "http":
+        # the exporters append v1/<signal> to the base endpoint; the receiver 404s any other path
+        recorder = make_recorder(OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint + "/")
+        shown = f"{receiver.endpoint}/v1/metrics"
+    else:
+        # no scheme: plaintext only because OTEL_EXPORTER_OTLP_INSECURE says so (else TLS, and
+        # the plaintext receiver would never see a request)
+        shown = f"127.0.0.1:{receiver.port}"
+        recorder = make_recorder(OTEL_EXPORTER_OTLP_ENDPOINT=shown, OTEL_EXPORTER_OTLP_INSECURE="true")
+    try:
+        recorder.event_applied(Event(type="queue.lane.enqueue", lane="main"), GW)
+        assert recorder.force_flush()
+        assert receiver.wait_for_metric(ins.QUEUE_LANE_ENQUEUE.name).point(**{ins.LANE: "main"}).value == 1
+        health = recorder.export_health()
+        assert health["signals"]["metrics"]["endpoint"] == shown and health["signals"]["metrics"]["exports"] >= 1
+    finally:
+        recorder.shutdown()
+
+
+def test_the_export_timeout_is_in_milliseconds(receiver: OtlpReceiver, make_recorder: MakeRecorder) -> None:
+    """OTEL_EXPORTER_OTLP_TIMEOUT=300 gives up after 300 ms (the spec's unit), not 300 s (what
+    the Python exporters would make of it on their own): the forced export returns, failed,
+    while the receiver still holds the request."""
+    recorder = make_recorder(OTEL_EXPORTER_OTLP_TIMEOUT="300")
+    try:
+        recorder.event_applied(Event(type="queue.lane.enqueue", lane="main"), GW)
+        with receiver.hold() as entered:
+            flushed = threading.Event()
+            threading.Thread(target=lambda: (recorder.force_flush(), flushed.set()), daemon=True).start()
+            receiver.wait_until(entered.is_set, what="an export held by the receiver")
+            receiver.wait_until(flushed.is_set, timeout=60, what="the held export to give up")
+            assert receiver.holding
+            health = recorder.export_health()
+            assert health["signals"]["metrics"]["failing"] and health["failures"]["metrics"] >= 1
     finally:
         recorder.shutdown()

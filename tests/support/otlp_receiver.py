@@ -2,7 +2,8 @@
 
     with OtlpReceiver("grpc") as receiver:          # or "http"
         env = receiver.env()                        # OTEL_* pointing at it (all three signals)
-        ... run the code under test with env ...
+        ... run the code under test with env as its process environment (the OTLP
+        exporters read os.environ: in process, monkeypatch.setenv each variable) ...
         metric = receiver.wait_for_metric("openclaw.session.stuck")
         assert metric.kind == "sum" and metric.monotonic
         assert metric.points[0].attributes["openclaw.state"] == "idle"
@@ -276,7 +277,7 @@ class OtlpReceiver:
         self._metric_batches: list[list[ReceivedMetric]] = []
         self._logs: list[ReceivedLog] = []
         self._spans: list[ReceivedSpan] = []
-        self._headers: list[dict[str, str]] = []
+        self._headers: list[tuple[str, dict[str, str]]] = []  # (signal, request headers)
         self._fail_with: int | None = None  # HTTP status; gRPC maps it to UNAVAILABLE/INTERNAL
         self._gate = threading.Event()
         self._gate.set()
@@ -418,7 +419,7 @@ class OtlpReceiver:
         decoded = _DECODERS[signal](request)
         with self._lock:
             self._requests[signal] += 1
-            self._headers.append(headers)
+            self._headers.append((signal, headers))
             if signal == "metrics":
                 self._metric_batches.append(decoded)
             elif signal == "logs":
@@ -471,9 +472,10 @@ class OtlpReceiver:
         with self._lock:
             return self._requests[signal]
 
-    def headers(self) -> list[dict[str, str]]:
+    def headers(self, signal: str | None = None) -> list[dict[str, str]]:
+        """The headers (gRPC: metadata) of every accepted request, optionally of one signal."""
         with self._lock:
-            return list(self._headers)
+            return [headers for sig, headers in self._headers if signal is None or sig == signal]
 
     def clear(self) -> None:
         with self._lock:

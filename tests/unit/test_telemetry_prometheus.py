@@ -1,8 +1,9 @@
 """/metrics: the Prometheus names and labels of deploy.md / telemetry.md, pinned.
 
-The exposition is produced by opentelemetry-exporter-prometheus' reader (in a private
-prometheus_client registry), so the unit/suffix handling is the exporter's own; these tests pin
-what it emits for our instruments, and that it matches instruments.prometheus_name().
+The exposition is produced by telemetry/prometheus.py's collector (in a private prometheus_client
+registry); tests/unit/test_telemetry_exposition.py holds it to opentelemetry-exporter-prometheus'
+text. These tests pin what it emits for our instruments, and that it matches
+instruments.prometheus_name().
 """
 
 from __future__ import annotations

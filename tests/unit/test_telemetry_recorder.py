@@ -97,6 +97,13 @@ def k(**attrs: Any) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 # the base contract
 # --------------------------------------------------------------------------------------------
+def test_the_event_table_names_known_event_types() -> None:
+    """A misspelt type in telemetry/event_table.py would never fire: every one is a known type."""
+    from telemetry.event_table import RULES
+
+    assert set(RULES) <= KNOWN_TYPES and "model.usage" in KNOWN_TYPES
+
+
 def test_base_recorder_is_a_noop_contract() -> None:
     recorder = Recorder()
     recorder.events_counted({(GW, "session.state", "accepted"): 1})

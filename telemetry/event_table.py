@@ -1,0 +1,198 @@
+"""Which instruments each gateway event feeds, as one table (docs/telemetry.md, "produced when").
+
+Each rule names the event fields that become attributes (``openclaw.gateway`` is added to all
+of them), the counters it adds 1 to, and the histograms it records a field into when the field
+is present. ``model.usage`` is the one event that needs code (a point per non-zero usage field).
+
+``handlers(store)`` compiles the table once into one function per event type: the hot path is
+an ``attrgetter``, a tuple and, per instrument, a cache lookup and an add (telemetry/store.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
+
+from telemetry import instruments as ins
+from telemetry.instruments import InstrumentSpec
+from telemetry.store import MetricStore
+
+Handler = Callable[[Any, Any], None]  # (event, gateway attribute value or None)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    attributes: tuple[tuple[str, str], ...]  # (attribute key, event field)
+    counters: tuple[InstrumentSpec, ...] = ()
+    histograms: tuple[tuple[InstrumentSpec, str], ...] = ()  # (instrument, event field measured)
+    fixed: tuple[tuple[str, str], ...] = ()  # attributes with a constant value
+
+
+def _keys(*pairs: tuple[str, str]) -> tuple[tuple[str, str], ...]:
+    return pairs
+
+
+_CHANNEL = (ins.CHANNEL, "channel")
+_OUTCOME = (ins.OUTCOME, "outcome")
+_ERROR = (ins.ERROR_CATEGORY, "errorCategory")
+_TOOL = _keys((ins.TOOL_NAME, "toolName"), (ins.TOOL_SOURCE, "toolSource"))
+_WEBHOOK = _keys(_CHANNEL, (ins.WEBHOOK, "updateType"))
+_MODEL_CALL = _keys((ins.PROVIDER, "provider"), (ins.MODEL, "model"), (ins.API, "api"), (ins.TRANSPORT, "transport"))
+_MODEL_CALL_HISTOGRAMS = (
+    (ins.MODEL_CALL_DURATION, "durationMs"),
+    (ins.MODEL_CALL_REQUEST_BYTES, "requestPayloadBytes"),
+    (ins.MODEL_CALL_RESPONSE_BYTES, "responseStreamBytes"),
+    (ins.MODEL_CALL_TTFB, "timeToFirstByteMs"),
+)
+_DELIVERY = _keys(_CHANNEL, (ins.DELIVERY_KIND, "deliveryKind"), _OUTCOME)
+
+RULES: dict[str, Rule] = {
+    "message.queued": Rule(_keys(_CHANNEL, (ins.SOURCE, "source")), counters=(ins.MESSAGE_QUEUED,)),
+    "session.turn.created": Rule(
+        _keys((ins.AGENT, "agentId"), _CHANNEL, (ins.TRIGGER, "trigger")), counters=(ins.SESSION_TURN_CREATED,)
+    ),
+    "queue.lane.enqueue": Rule(
+        _keys((ins.LANE, "lane")), counters=(ins.QUEUE_LANE_ENQUEUE,), histograms=((ins.QUEUE_DEPTH, "queueSize"),)
+    ),
+    "queue.lane.dequeue": Rule(
+        _keys((ins.LANE, "lane")),
+        counters=(ins.QUEUE_LANE_DEQUEUE,),
+        histograms=((ins.QUEUE_DEPTH, "queueSize"), (ins.QUEUE_WAIT, "waitMs")),
+    ),
+    "diagnostic.heartbeat": Rule(
+        (), histograms=((ins.QUEUE_DEPTH, "queued"),), fixed=((ins.CHANNEL, ins.HEARTBEAT_CHANNEL),)
+    ),
+    "run.attempt": Rule(_keys((ins.ATTEMPT, "attempt")), counters=(ins.RUN_ATTEMPT,)),
+    "run.completed": Rule(
+        _keys(_OUTCOME, (ins.PROVIDER, "provider"), (ins.MODEL, "model")),
+        histograms=((ins.RUN_DURATION, "durationMs"),),
+    ),
+    "model.call.completed": Rule(_MODEL_CALL, histograms=_MODEL_CALL_HISTOGRAMS),
+    "model.call.error": Rule(
+        _MODEL_CALL + (_ERROR, (ins.FAILURE_KIND, "failureKind")), histograms=_MODEL_CALL_HISTOGRAMS
+    ),
+    "model.failover": Rule(
+        _keys((ins.PROVIDER, "provider"), (ins.MODEL, "model"), _ERROR, (ins.FAILURE_KIND, "failureKind")),
+        counters=(ins.MODEL_FAILOVER,),
+    ),
+    "tool.execution.completed": Rule(_TOOL, histograms=((ins.TOOL_DURATION, "durationMs"),)),
+    "tool.execution.error": Rule(_TOOL + (_ERROR,), histograms=((ins.TOOL_DURATION, "durationMs"),)),
+    "tool.execution.blocked": Rule(_TOOL, counters=(ins.TOOL_BLOCKED,)),
+    "tool.loop": Rule(_keys((ins.TOOL_NAME, "toolName")), counters=(ins.TOOL_LOOP,)),
+    "webhook.received": Rule(_WEBHOOK, counters=(ins.WEBHOOK_RECEIVED,)),
+    "webhook.processed": Rule(_WEBHOOK, histograms=((ins.WEBHOOK_DURATION, "durationMs"),)),
+    "webhook.error": Rule(_WEBHOOK, counters=(ins.WEBHOOK_ERROR,)),
+    "message.received": Rule(_keys(_CHANNEL, (ins.SOURCE, "source")), counters=(ins.MESSAGE_RECEIVED,)),
+    "message.processed": Rule(
+        _keys(_CHANNEL, _OUTCOME), counters=(ins.MESSAGE_PROCESSED,), histograms=((ins.MESSAGE_DURATION, "durationMs"),)
+    ),
+    "message.dispatch.started": Rule(_keys(_CHANNEL, (ins.SOURCE, "source")), counters=(ins.MESSAGE_DISPATCH_STARTED,)),
+    "message.dispatch.completed": Rule(
+        _keys(_CHANNEL, _OUTCOME),
+        counters=(ins.MESSAGE_DISPATCH_COMPLETED,),
+        histograms=((ins.MESSAGE_DISPATCH_DURATION, "durationMs"),),
+    ),
+    "message.delivery.started": Rule(
+        _keys(_CHANNEL, (ins.DELIVERY_KIND, "deliveryKind")), counters=(ins.MESSAGE_DELIVERY_STARTED,)
+    ),
+    "message.delivery.completed": Rule(_DELIVERY, histograms=((ins.MESSAGE_DELIVERY_DURATION, "durationMs"),)),
+    "message.delivery.error": Rule(_DELIVERY + (_ERROR,), histograms=((ins.MESSAGE_DELIVERY_DURATION, "durationMs"),)),
+}
+
+
+def lane(raw: str | None) -> str | None:
+    # done before the cache lookup: per-session lanes must not grow the raw-value cache
+    if raw is not None and raw.startswith("session:"):
+        return ins.SESSION_LANE
+    return raw
+
+
+def add(inst: Any, pairs: tuple, value: float) -> None:
+    series = inst.cache.get(pairs)
+    if series is None:
+        series = inst.resolve(pairs)
+    series.value += value
+
+
+def record(inst: Any, pairs: tuple, value: float) -> None:
+    series = inst.cache.get(pairs)
+    if series is None:
+        series = inst.resolve(pairs)
+    series.record(value)
+
+
+def _compile(index: int, rule: Rule, store: MetricStore) -> Handler:
+    keys = tuple(key for key, _ in rule.attributes)
+    fields = tuple(field for _, field in rule.attributes)
+    if len(fields) > 1:
+        values_of: Callable[[Any], tuple] = attrgetter(*fields)
+    elif fields:
+        one = attrgetter(fields[0])
+        values_of = lambda e: (one(e),)  # noqa: E731
+    else:
+        values_of = lambda e: ()  # noqa: E731
+    lane_at = keys.index(ins.LANE) if ins.LANE in keys else -1
+    fixed = rule.fixed
+    counters = tuple(store.instrument(spec) for spec in rule.counters)
+    histograms = tuple((store.instrument(spec), attrgetter(field)) for spec, field in rule.histograms)
+
+    def pairs(gateway: Any, values: tuple) -> tuple:
+        return ((ins.GATEWAY, gateway), *zip(keys, values), *fixed)
+
+    def handle(event: Any, gateway: Any) -> None:
+        values = values_of(event)
+        if lane_at >= 0:
+            values = values[:lane_at] + (lane(values[lane_at]),) + values[lane_at + 1 :]
+        # the series cache key: the rule's index and the raw values (the attribute keys are
+        # the rule's, so they need not be in it; building the pairs is left to a cache miss)
+        key = (index, gateway, *values)
+        for inst in counters:
+            series = inst.cache.get(key)
+            if series is None:
+                series = inst.resolve(pairs(gateway, values), key)
+            series.value += 1
+        for inst, measured in histograms:
+            value = measured(event)
+            if value is not None:
+                series = inst.cache.get(key)
+                if series is None:
+                    series = inst.resolve(pairs(gateway, values), key)
+                series.record(value)
+
+    return handle
+
+
+def _usage(store: MetricStore) -> Handler:
+    """`model.usage`: a token point per non-zero usage field, the cost, the context sizes."""
+    tokens, cost, context_tokens = (store.instrument(s) for s in (ins.TOKENS, ins.COST_USD, ins.CONTEXT_TOKENS))
+
+    def handle(e: Any, gateway: Any) -> None:
+        base = (
+            (ins.GATEWAY, gateway), (ins.CHANNEL, e.channel), (ins.PROVIDER, e.provider), (ins.MODEL, e.model),
+            (ins.AGENT, e.agentId),
+        )
+        usage = e.usage
+        if usage is not None:
+            for field_name, token in ins.TOKEN_KINDS:
+                value = getattr(usage, field_name)
+                if value:
+                    add(tokens, ((ins.TOKEN, token),) + base, value)
+        if e.costUsd:
+            add(cost, base, e.costUsd)
+        context = e.context
+        if context is not None:
+            if context.limit is not None:
+                record(context_tokens, ((ins.CONTEXT, ins.CONTEXT_LIMIT),) + base, context.limit)
+            if context.used is not None:
+                record(context_tokens, ((ins.CONTEXT, ins.CONTEXT_USED),) + base, context.used)
+
+    return handle
+
+
+def handlers(store: MetricStore) -> dict[str, Handler]:
+    """Event type -> the function feeding its instruments in `store`."""
+    compiled = {event_type: _compile(i, rule, store) for i, (event_type, rule) in enumerate(RULES.items())}
+    compiled["model.usage"] = _usage(store)
+    return compiled
