@@ -3,6 +3,10 @@
 Exit codes: 0 success; 1 the command ran but something was wrong with its input or the service
 (replay skipped invalid lines, the service could not be reached or refused the token); 2 usage
 or configuration errors (an invalid environment names the variable).
+
+It runs past 400 lines because it is one console script with four commands, each with the few
+lines that print its output; what the commands do lives elsewhere (app/replay.py, the read API,
+app/settings.py), and how values read for people is app/formatting.py.
 """
 
 from __future__ import annotations
