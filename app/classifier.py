@@ -14,7 +14,17 @@ from app.vocabulary import AttentionKind, Classification, Reason
 SessionState = Literal["idle", "processing", "waiting"]
 WorkKind = Literal["embedded_run", "model_call", "tool_call"]
 
+# Module-level names for the members: an Enum member's attribute lookup costs ~100 ns on Python
+# 3.11, and the monitor classifies every considered session on every tick (bench/inprocess.py).
 LONG_RUNNING, STALLED, STUCK = AttentionKind.LONG_RUNNING, AttentionKind.STALLED, AttentionKind.STUCK
+_LONG, _STALLED_RUN, _BLOCKED, _STALE = (Classification.LONG_RUNNING, Classification.STALLED_AGENT_RUN,
+                                         Classification.BLOCKED_TOOL_CALL, Classification.STALE_SESSION_STATE)
+(_QUEUED_NO_RUN, _STALE_STATE, _BLOCKED_TOOL, _QUEUED_TERMINAL, _NO_PROGRESS, _QUEUED_ACTIVE, _ACTIVE,
+ _QUEUED_UNTRACKED, _UNTRACKED) = (
+    Reason.QUEUED_WORK_WITHOUT_ACTIVE_RUN, Reason.STALE_SESSION_STATE, Reason.BLOCKED_TOOL_CALL,
+    Reason.QUEUED_BEHIND_TERMINAL_ACTIVE_WORK, Reason.ACTIVE_WORK_WITHOUT_PROGRESS,
+    Reason.QUEUED_BEHIND_ACTIVE_WORK, Reason.ACTIVE_WORK, Reason.QUEUED_BEHIND_UNTRACKED_ACTIVE_PROGRESS,
+    Reason.UNTRACKED_ACTIVE_PROGRESS)
 
 _TERMINAL_REASONS = frozenset({"run:completed", "embedded_run:ended"})
 _TERMINAL_MARKERS = (
@@ -63,7 +73,7 @@ def is_terminal_progress_reason(reason: str | None) -> bool:
 
 
 def _stuck(reason: Reason) -> AttentionResult:
-    return AttentionResult(STUCK, reason, Classification.STALE_SESSION_STATE, None, True)
+    return AttentionResult(STUCK, reason, _STALE, None, True)
 
 
 def classify_session_attention(
@@ -90,22 +100,22 @@ def classify_session_attention(
         and activity.has_active_embedded_run is not True
         and lp > stale_ms
     ):
-        return _stuck(Reason.QUEUED_WORK_WITHOUT_ACTIVE_RUN)
+        return _stuck(_QUEUED_NO_RUN)
     if kind == "tool_call" and tool > stale_ms and lp > stale_ms:
-        return AttentionResult(STALLED, Reason.BLOCKED_TOOL_CALL, Classification.BLOCKED_TOOL_CALL, kind, False)
+        return AttentionResult(STALLED, _BLOCKED_TOOL, _BLOCKED, kind, False)
     if queued and kind == "embedded_run" and is_terminal_progress_reason(activity.last_progress_reason):
         return AttentionResult(
-            STALLED, Reason.QUEUED_BEHIND_TERMINAL_ACTIVE_WORK, Classification.STALLED_AGENT_RUN, kind, False
+            STALLED, _QUEUED_TERMINAL, _STALLED_RUN, kind, False
         )
     if kind is not None and lp > stale_ms:
         return AttentionResult(
-            STALLED, Reason.ACTIVE_WORK_WITHOUT_PROGRESS, Classification.STALLED_AGENT_RUN, kind, False
+            STALLED, _NO_PROGRESS, _STALLED_RUN, kind, False
         )
     if kind is not None:
-        reason = Reason.QUEUED_BEHIND_ACTIVE_WORK if queued else Reason.ACTIVE_WORK
-        return AttentionResult(LONG_RUNNING, reason, Classification.LONG_RUNNING, kind, False)
+        reason = _QUEUED_ACTIVE if queued else _ACTIVE
+        return AttentionResult(LONG_RUNNING, reason, _LONG, kind, False)
     # Row 6: runtimes that only send run.progress are not stuck while that progress is fresh.
     if progress_age is not None and progress_age <= stale_ms:
-        reason = Reason.QUEUED_BEHIND_UNTRACKED_ACTIVE_PROGRESS if queued else Reason.UNTRACKED_ACTIVE_PROGRESS
-        return AttentionResult(LONG_RUNNING, reason, Classification.LONG_RUNNING, None, False)
-    return _stuck(Reason.QUEUED_WORK_WITHOUT_ACTIVE_RUN if queued else Reason.STALE_SESSION_STATE)
+        reason = _QUEUED_UNTRACKED if queued else _UNTRACKED
+        return AttentionResult(LONG_RUNNING, reason, _LONG, None, False)
+    return _stuck(_QUEUED_NO_RUN if queued else _STALE_STATE)

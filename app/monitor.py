@@ -21,6 +21,8 @@ from app.settings import Settings
 from app.store import IDLE, PROCESSING, Attention, GatewayInfo, Session, Store
 from app.vocabulary import AttentionKind
 
+STALLED, STUCK = AttentionKind.STALLED, AttentionKind.STUCK  # see app/classifier.py: members are slow to look up
+
 log = logging.getLogger("openclaw.diagnostics.monitor")
 
 # The scan yields to the event loop after this much time (checked every few sessions).
@@ -205,16 +207,16 @@ class Monitor:
         long_age = session.last_long_running_warn_age
         stalled_at = session.stalled_reported_at
         report = False
-        if result.event_type == AttentionKind.STALLED:
+        if result.event_type == STALLED:
             if stalled_at is None or gateway_now - stalled_at >= cfg.stalled_report_interval_ms:
                 report = True
                 stalled_at = gateway_now
         else:
-            remembered = stuck_age if result.event_type == AttentionKind.STUCK else long_age
+            remembered = stuck_age if result.event_type == STUCK else long_age
             allowed = warn if remembered is None else max(remembered + warn, 2 * remembered)
             if attention_age >= allowed:
                 report = True
-                if result.event_type == AttentionKind.STUCK:
+                if result.event_type == STUCK:
                     stuck_age = attention_age
                 else:
                     long_age = attention_age
