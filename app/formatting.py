@@ -19,38 +19,29 @@ from datetime import datetime, timezone
 from typing import Any
 
 
-def human_ms(ms: int | float | None) -> str:
-    """850ms, 35s, 4m 05s, 2h 03m, 3d 4h; an en dash when absent (app.js `human`)."""
-    if ms is None:
-        return "–"
-    ms = max(0, int(ms))
-    if ms < 1_000:
-        return f"{ms}ms"
-    seconds = ms // 1000
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3_600:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
-    if seconds < 86_400:
-        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d {seconds % 86400 // 3600}h"
+def human_ms(ms: int | float | None, *, compact: bool = False) -> str:
+    """850ms, 35s, 4m 05s, 2h 03m, 3d 4h; an en dash when absent (app.js `human`).
 
-
-def compact_ms(ms: int | float | None) -> str:
-    """35.2s, 4m05s, 2h03m, 3d04h; '-' when absent (the terminal's columns)."""
+    `compact` is for the terminal's columns: 35.2s, 4m05s, 2h03m, 3d04h; '-' when absent.
+    """
     if ms is None:
-        return "-"
+        return "-" if compact else "–"
     ms = max(0, int(ms))
     if ms < 1_000:
         return f"{ms}ms"
     if ms < 60_000:
-        return f"{ms / 1000:.1f}s"
-    seconds = ms // 1000
+        return f"{ms / 1000:.1f}s" if compact else f"{ms // 1000}s"
+    seconds, sep = ms // 1000, "" if compact else " "
     if seconds < 3_600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
+        return f"{seconds // 60}m{sep}{seconds % 60:02d}s"
     if seconds < 86_400:
-        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d{seconds % 86400 // 3600:02d}h"
+        return f"{seconds // 3600}h{sep}{seconds % 3600 // 60:02d}m"
+    hours = seconds % 86400 // 3600
+    return f"{seconds // 86400}d{sep}{hours:02d}h" if compact else f"{seconds // 86400}d {hours}h"
+
+
+def compact_ms(ms: int | float | None) -> str:
+    return human_ms(ms, compact=True)
 
 
 def stamp_ms(ms: int | None) -> str:

@@ -7,7 +7,7 @@ spec's milliseconds, the compression) and the gRPC channel options below.
 
 Metrics do not go through a ``MetricReader``: a reader gets its data from a ``MeterProvider``
 (whose synchronous instruments cost too much per measurement, telemetry/store.py) or through
-``MetricReader._set_collect_callback``, which the SDK documents as internal. ``MetricExportLoop``
+the SDK reader's internal collect hook, which the SDK documents as internal. ``MetricExportLoop``
 does what ``PeriodicExportingMetricReader`` would: every interval it collects the store's
 ``MetricsData`` and hands it to the exporter's public ``MetricExporter.export``.
 """

@@ -2,7 +2,7 @@
 custom-collector API (docs/telemetry.md, "Prometheus names").
 
 Why not opentelemetry-exporter-prometheus' ``PrometheusMetricReader``: a reader gets data only
-from a ``MeterProvider``, or through ``MetricReader._set_collect_callback``, which the SDK
+from a ``MeterProvider``, or through the SDK reader's internal collect hook, which the SDK
 documents as internal. The store (telemetry/store.py) already builds the SDK's export model
 (``MetricsData``), so ``StoreCollector`` turns that into prometheus_client metric families itself,
 by the rules that exporter follows (the OpenTelemetry "Prometheus and OpenMetrics
