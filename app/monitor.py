@@ -16,6 +16,7 @@ from app.classifier import (
 )
 from app.clock import Clock
 from app.journal_interface import JournalError
+from app.outcomes import RecoveryRequest
 from app.records import Record, eviction_record, memory_record
 from app.settings import Settings
 from app.store import IDLE, PROCESSING, Attention, GatewayInfo, Session, Store
@@ -41,7 +42,7 @@ class JournalLike(Protocol):
 
 
 class RecoveryRequester(Protocol):
-    def request(self, session: Session, request: dict[str, Any]) -> None: ...
+    def request(self, session: Session, request: RecoveryRequest) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,12 +236,12 @@ class Monitor:
             return
         request = self._recovery_request(session, result, snapshot, attention_age, gateway_now)
         if request is not None:
-            self._notify("recovery", request)
+            self._notify("recovery", request.as_json())
             self.recovery.request(session, request)
 
     def _recovery_request(
         self, session: Session, result: AttentionResult, snapshot: Any, attention_age: int, gateway_now: int
-    ) -> dict[str, Any] | None:
+    ) -> RecoveryRequest | None:
         if result.recovery_eligible:
             return _request(session, result, attention_age, gateway_now, None, False)
         if result.event_type != "session.stalled":
@@ -337,17 +338,17 @@ class Monitor:
 def _request(
     session: Session, result: AttentionResult, attention_age: int, gateway_now: int,
     kind: str | None, allow_abort: bool,
-) -> dict[str, Any]:
-    return {
-        "gatewayId": session.gateway,
-        "sessionKey": session.session_key,
-        "sessionId": session.session_id,
-        "ageMs": attention_age,
-        "queueDepth": session.queue_depth,
-        "expectedState": session.state,
-        "stateGeneration": session.generation,
-        "reason": result.reason,
-        "activeWorkKind": kind,
-        "allowActiveAbort": allow_abort,
-        "requestedAt": gateway_now,
-    }
+) -> RecoveryRequest:
+    return RecoveryRequest(
+        gatewayId=session.gateway,
+        sessionKey=session.session_key,
+        sessionId=session.session_id,
+        ageMs=attention_age,
+        queueDepth=session.queue_depth,
+        expectedState=session.state,
+        stateGeneration=session.generation,
+        reason=str(result.reason),
+        activeWorkKind=kind,
+        allowActiveAbort=allow_abort,
+        requestedAt=gateway_now,
+    )

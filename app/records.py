@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from app.events import Event
+from app.outcomes import RecoveryOutcome, RecoveryRequest, outcome_from, request_from
 from app.store import Attention, Session, Store, dedupe_key
 
 # Record kinds, as stored in the journal's `kind` column.
@@ -75,11 +76,12 @@ def memory_record(session: Session, attention: Attention | None, last_stuck_warn
     return Record(MEMORY, session.gateway, session.key, None, _pack(payload), payload)
 
 
-def requested_record(session: Session, request: dict[str, Any]) -> Record:
+def requested_record(session: Session, request: RecoveryRequest) -> Record:
     return Record(REQUESTED, session.gateway, session.key, None, _pack(request), request)
 
 
-def completed_record(gateway: str, key: str, request: dict[str, Any], outcome: dict[str, Any], now: int) -> Record:
+def completed_record(gateway: str, key: str, request: RecoveryRequest, outcome: RecoveryOutcome,
+                     now: int) -> Record:
     payload = [request, outcome, now]
     return Record(COMPLETED, gateway, key, now, _pack(payload), payload)
 
@@ -117,6 +119,10 @@ def from_row(row_id: int, kind: str, gateway: str | None, session: str | None, a
             payload = [None, *payload]
         elif kind == COMPLETED and len(payload) == 5:  # release 0.1: [request, outcome, entry, applied, now]
             payload = [payload[0], payload[1], payload[4]]
+        if kind == REQUESTED:
+            payload = request_from(payload)
+        elif kind == COMPLETED:
+            payload = [request_from(payload[0]), outcome_from(payload[1]), payload[2]]
     return Record(kind, gateway, session, at, body, payload, id=row_id)
 
 

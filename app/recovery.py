@@ -9,13 +9,21 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+import msgspec
 
 from app.journal_interface import JournalError
-from app.outcomes import SKIPPED_IN_FLIGHT, failed
+from app.outcomes import (
+    ACTIONS,
+    NO_RECOVERY_TARGET,
+    SKIPPED_IN_FLIGHT,
+    GatewayAnswer,
+    RecoveryOutcome,
+    RecoveryRequest,
+    failed,
+)
 from app.records import Record, applied_state_record, completed_record, requested_record
 from app.store import IDLE, RecoveryCompletion, Session, Store
 from app.webhook_address import AddressBook
@@ -24,33 +32,8 @@ log = logging.getLogger("openclaw.diagnostics.recovery")
 
 MAX_ANSWER_BYTES = 64 * 1024  # a recovery outcome is a few hundred bytes
 
-class RecoveryOutcome(BaseModel):
-    """What a gateway answers to a recovery request (the webhook's 200 body)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    status: Literal["aborted", "released", "skipped", "noop", "failed"]
-    action: Literal["abort_embedded_run", "release_lane", "observe_only", "keep_lane", "none"]
-    outcomeReason: str | None = Field(None, max_length=128)
-    released: int | None = Field(None, ge=0)
-    queuedCount: int | None = Field(None, ge=0)
-    aborted: bool | None = None
-    drained: bool | None = None
-    forceCleared: bool | None = None
-    error: str | None = Field(None, max_length=2000)
-
-
-_ACTIONS = {
-    "aborted": {"abort_embedded_run"},
-    "released": {"release_lane"},
-    "skipped": {"observe_only", "keep_lane"},
-    "noop": {"none"},
-    "failed": {"none"},
-}
-
-
 class Executor(Protocol):
-    async def execute(self, request: dict[str, Any]) -> dict[str, Any]: ...
+    async def execute(self, request: RecoveryRequest) -> RecoveryOutcome: ...
 
     async def aclose(self) -> None: ...
 
@@ -58,8 +41,8 @@ class Executor(Protocol):
 class ObserveExecutor:
     """The default: nobody is asked, so nothing is released — and the dashboards say so."""
 
-    async def execute(self, request: dict[str, Any]) -> dict[str, Any]:
-        return {"status": "skipped", "action": "observe_only", "outcomeReason": "no_recovery_target"}
+    async def execute(self, request: RecoveryRequest) -> RecoveryOutcome:
+        return NO_RECOVERY_TARGET
 
     async def aclose(self) -> None:
         return None
@@ -76,13 +59,13 @@ class WebhookExecutor:
         self.addresses = addresses
         self._client = httpx.AsyncClient(timeout=timeout_ms / 1000, follow_redirects=False)
 
-    async def execute(self, request: dict[str, Any]) -> dict[str, Any]:
-        address = self.addresses.address(request["gatewayId"])
+    async def execute(self, request: RecoveryRequest) -> RecoveryOutcome:
+        address = self.addresses.address(request.gatewayId)
         if address is None:
             return failed("unsafe_gateway_id")
         headers = {"Authorization": f"Bearer {address.token}"} if address.token else {}
         try:
-            async with self._client.stream("POST", address.url, json=request, headers=headers) as response:
+            async with self._client.stream("POST", address.url, json=request.as_json(), headers=headers) as response:
                 if response.status_code != 200:
                     return failed("exception", f"webhook answered HTTP {response.status_code}")
                 body = bytearray()
@@ -93,12 +76,12 @@ class WebhookExecutor:
         except httpx.HTTPError as exc:
             return failed("exception", f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)
         try:
-            outcome = RecoveryOutcome.model_validate_json(bytes(body))
-        except ValidationError as exc:
-            return failed("exception", f"invalid webhook outcome: {exc.errors()[0]['msg']}")
-        if outcome.action not in _ACTIONS[outcome.status]:
+            outcome = msgspec.json.decode(bytes(body), type=GatewayAnswer)
+        except msgspec.DecodeError as exc:  # ValidationError included: not JSON, or not the contract
+            return failed("exception", f"invalid webhook outcome: {exc}")
+        if outcome.action not in ACTIONS[outcome.status]:
             return failed("exception", f"invalid webhook outcome: action {outcome.action} with status {outcome.status}")
-        return outcome.model_dump(exclude_none=True)
+        return outcome
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -132,7 +115,7 @@ class RecoveryCoordinator:
         self._tasks: set[asyncio.Task[None]] = set()
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
 
-    def request(self, session: Session, request: dict[str, Any]) -> None:
+    def request(self, session: Session, request: RecoveryRequest) -> None:
         """Called by the monitor (synchronously): the request is journaled in the scan's order, the
         rest runs as a task."""
         future = self.journal.submit(requested_record(session, request))
@@ -144,7 +127,7 @@ class RecoveryCoordinator:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run(self, gateway: str, key: str, request: dict[str, Any], future: asyncio.Future[bool]) -> None:
+    async def _run(self, gateway: str, key: str, request: RecoveryRequest, future: asyncio.Future[bool]) -> None:
         try:
             begun = await future
         except JournalError:
@@ -152,7 +135,7 @@ class RecoveryCoordinator:
         if not begun:  # another recovery is in flight for the session
             await self._complete(gateway, key, request, SKIPPED_IN_FLIGHT)
             return
-        self.recorder.recovery_requested(request)
+        self.recorder.recovery_requested(request.as_json())
         async with self._slots:
             # The gateway is asked only once the request is durable: a crash after this
             # point completes it as failed / service_restarted on the next start.
@@ -164,13 +147,13 @@ class RecoveryCoordinator:
                 outcome = failed("exception", f"{type(exc).__name__}: {exc}")
         await self._complete(gateway, key, request, outcome)
 
-    async def complete(self, request: dict[str, Any], outcome: dict[str, Any]) -> dict[str, Any]:
+    async def complete(self, request: RecoveryRequest, outcome: RecoveryOutcome) -> dict[str, Any]:
         """Record an outcome for a request (the executors' answer, or a test's)."""
-        key = request.get("sessionKey") or request.get("sessionId") or ""
-        return await self._complete(request["gatewayId"], key, request, outcome)
+        key = request.sessionKey or request.sessionId or ""
+        return await self._complete(request.gatewayId, key, request, outcome)
 
-    async def _complete(self, gateway: str, key: str, request: dict[str, Any],
-                        outcome: dict[str, Any]) -> dict[str, Any]:
+    async def _complete(self, gateway: str, key: str, request: RecoveryRequest,
+                        outcome: RecoveryOutcome) -> dict[str, Any]:
         """Journal the outcome — retried until it is committed: the gateway may have acted —
         then apply-time decides (the generation guard), and telemetry follows what it decided."""
         delay = 0.05
@@ -189,7 +172,7 @@ class RecoveryCoordinator:
         session = self.store.find(gateway, key)
         if done.applied and session is not None:
             # a record of what was applied (monitor.md), not a new inbound event
-            reason = f"stuck_recovery:{outcome['status']}"
+            reason = f"stuck_recovery:{outcome.status}"
             self.journal.submit(applied_state_record(session, reason, session.last_activity), wait=False)
             self.recorder.session_state(session.gateway, IDLE, reason)
         self.recorder.recovery_completed(entry)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from app.classifier import EMPTY_SNAPSHOT, ActivitySnapshot
+from app.outcomes import RecoveryRequest, request_from
 
 IDLE, PROCESSING, WAITING = "idle", "processing", "waiting"
 _STATE_RANK = {IDLE: 0, WAITING: 1, PROCESSING: 2}
@@ -158,7 +159,7 @@ class Session:
     stalled_reported_at: int | None = None
     attention: Attention | None = None
     # recovery
-    inflight: dict[str, Any] | None = None
+    inflight: RecoveryRequest | None = None
     recoveries: list[dict[str, Any]] | None = None
     gateway_verdict: dict[str, Any] | None = None
     gateway_recoveries: list[dict[str, Any]] | None = None
@@ -224,7 +225,8 @@ class Session:
         return cls(
             _intern(gateway), key, skey, sid, _intern(state), depth, gen, last,
             Activity.from_state(activity) if activity else None, runs, lsw, llw, stalled,
-            Attention(*attention) if attention else None, inflight, recoveries, verdict, grec, usage,
+            Attention(*attention) if attention else None, request_from(inflight) if inflight else None,
+            recoveries, verdict, grec, usage,
             former_ids, rest[0] if rest else 0,  # release 0.1 kept no last_row
         )
 

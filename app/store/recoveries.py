@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.outcomes import SKIPPED_IN_FLIGHT, completion, is_mutating
+from app.outcomes import SKIPPED_IN_FLIGHT, RecoveryOutcome, RecoveryRequest, completion
 from app.store.model import (
     HISTORY_LIMIT,
     IDLE,
@@ -34,7 +34,7 @@ class RecoveryMemory:
         session.last_long_running_warn_age = last_long_running_warn_age
         session.stalled_reported_at = stalled_reported_at
 
-    def set_inflight(self, session: Session, request: dict[str, Any] | None) -> None:
+    def set_inflight(self, session: Session, request: RecoveryRequest | None) -> None:
         self._change(session)
         session.inflight = request
 
@@ -42,22 +42,22 @@ class RecoveryMemory:
         self._change(session)
         session.recoveries = ((session.recoveries or []) + [entry])[-HISTORY_LIMIT:]
 
-    def begin_recovery(self, session: Session, request: dict[str, Any]) -> bool:
+    def begin_recovery(self, session: Session, request: RecoveryRequest) -> bool:
         """Record a requested recovery, unless one is already in flight for the session."""
         if session.inflight is not None:
             return False
         self.set_inflight(session, request)
-        self.add_recovery(session, {"kind": "requested", **request})
+        self.add_recovery(session, {"kind": "requested", **request.as_json()})
         return True
 
-    def complete_recovery(self, session: Session | None, request: dict[str, Any], outcome: dict[str, Any],
+    def complete_recovery(self, session: Session | None, request: RecoveryRequest, outcome: RecoveryOutcome,
                           now: int) -> RecoveryCompletion:
         """Record what the gateway answered; apply a mutating answer that passes the guard."""
         applied = stale = False
         if session is not None and session.inflight is not None and session.inflight != request:
             # Another request is in flight (two sessions merged while both were in recovery).
             outcome = SKIPPED_IN_FLIGHT
-        elif is_mutating(outcome):
+        elif outcome.mutating:
             if session is not None and self.is_current(session, request):
                 self.apply_recovery(session, request, outcome, now)
                 applied = True
@@ -72,30 +72,31 @@ class RecoveryMemory:
             self.add_recovery(session, {"kind": "completed", "completedAt": now, **entry})
         return RecoveryCompletion(entry, applied)
 
-    def is_current(self, session: Session, request: dict[str, Any]) -> bool:
-        """The processing-generation guard (monitor.md, coordinator step 5)."""
-        if session.generation != request["stateGeneration"] or session.state != request["expectedState"]:
+    def is_current(self, session: Session, request: RecoveryRequest) -> bool:
+        """The processing-generation guard (README, "Recovery webhook contract")."""
+        if session.generation != request.stateGeneration or session.state != request.expectedState:
             return False
         activity = session.activity
         if activity is None:
             return True
-        requested_at = request["requestedAt"]
+        requested_at = request.requestedAt
         return not any(started > requested_at for started in activity.embedded_runs.values())
 
-    def apply_recovery(self, session: Session, request: dict[str, Any], outcome: dict[str, Any], now: int) -> None:
+    def apply_recovery(self, session: Session, request: RecoveryRequest, outcome: RecoveryOutcome,
+                       now: int) -> None:
         """A mutating outcome that passed the guard: the session is released to idle."""
         self._change(session)
-        status = outcome["status"]
-        released = outcome.get("released") or 0
-        queued_count = outcome.get("queuedCount")
+        status = outcome.status
+        released = outcome.released or 0
+        queued_count = outcome.queuedCount
         if (
             status == "released"
             or (status == "aborted" and released > 0 and queued_count == 0)
-            or (status == "noop" and outcome.get("outcomeReason") == "no_active_work")
+            or (status == "noop" and outcome.outcomeReason == "no_active_work")
         ):
             depth = 0
-        elif status == "aborted" and request["expectedState"] == IDLE and (queued_count or 0) > 0:
-            depth = max(session.queue_depth, request["queueDepth"])
+        elif status == "aborted" and request.expectedState == IDLE and (queued_count or 0) > 0:
+            depth = max(session.queue_depth, request.queueDepth)
         else:
             depth = max(0, session.queue_depth - 1)
         self._set_state(session, IDLE)

@@ -21,6 +21,7 @@ from app.events import Event
 from app.journal import DataDirLocked, Journal
 from app.journal_interface import JournalError
 from app.store import Attention, Store
+from tests.support.builders import recovery_outcome, recovery_request
 from tests.support.faults import Faults
 
 pytestmark = pytest.mark.anyio
@@ -110,9 +111,9 @@ async def test_restore_rebuilds_the_same_state(tmp_path):
     k1 = store.find("default", "k1")
     assert await journal.submit(records.memory_record(
         k1, Attention("session.stuck", "r", "c", None, True, 10, T0), 10, None, None))
-    request = {"gatewayId": "default", "sessionKey": "k1", "sessionId": "id1", "ageMs": 10, "queueDepth": 0,
-               "expectedState": "idle", "stateGeneration": k1.generation, "reason": "r",
-               "activeWorkKind": None, "allowActiveAbort": False, "requestedAt": T0 + 2000}
+    request = recovery_request(gatewayId="default", sessionKey="k1", sessionId="id1", ageMs=10, queueDepth=0,
+                               expectedState="idle", stateGeneration=k1.generation, reason="r",
+                               activeWorkKind=None, allowActiveAbort=False, requestedAt=T0 + 2000)
     assert await journal.submit(records.requested_record(k1, request)) is True
     assert k1.inflight == request and k1.attention is not None
     expected = states(store)
@@ -183,10 +184,10 @@ async def test_evictions_and_completed_recoveries_replay(tmp_path):
     gone = store.find("default", "gone")
     assert await journal.submit(records.eviction_record("default", [gone])) == [gone]
     kept = store.find("default", "kept")
-    request = {"gatewayId": "default", "sessionKey": "kept", "sessionId": None, "queueDepth": 3,
-               "expectedState": "idle", "stateGeneration": kept.generation, "requestedAt": T0 + 100}
+    request = recovery_request(sessionKey="kept", queueDepth=3, stateGeneration=kept.generation,
+                               requestedAt=T0 + 100)
     assert await journal.submit(records.requested_record(kept, request))
-    outcome = {"status": "released", "action": "release_lane", "released": 3}
+    outcome = recovery_outcome(status="released", action="release_lane", released=3)
     done = await journal.submit(records.completed_record("default", "kept", request, outcome, T0 + 200))
     assert done.applied and kept.queue_depth == 0 and kept.inflight is None
     expected = states(store)

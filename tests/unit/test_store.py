@@ -7,6 +7,7 @@ import pytest
 
 from app.events import Event
 from app.store import ACCEPTED, DUPLICATE, IGNORED, Store
+from tests.support.builders import recovery_outcome, recovery_request
 
 T0 = 1_800_000_000_000
 
@@ -310,7 +311,7 @@ def test_recovery_generation_guard(store):
     apply(store, "session.state", state="idle", sessionKey="s1")
     apply(store, "message.queued", T0 + 1, source="x", sessionKey="s1", queueDepth=2)
     s = session(store)
-    request = {"stateGeneration": s.generation, "expectedState": "idle", "requestedAt": T0 + 10, "queueDepth": 2}
+    request = recovery_request(stateGeneration=s.generation, expectedState="idle", requestedAt=T0 + 10, queueDepth=2)
     assert store.is_current(s, request)
     apply(store, "run.started", T0 + 11, sessionKey="s1", runId="new")  # a newer owner
     assert not store.is_current(s, request)
@@ -331,8 +332,8 @@ def test_apply_recovery_queue_rules(store, outcome, expected_depth):
     apply(store, "model.call.started", T0 + 1, sessionKey="s1", provider="p", model="m")
     s = session(store)
     generation = s.generation
-    request = {"stateGeneration": generation, "expectedState": "idle", "requestedAt": T0 + 5, "queueDepth": 5}
-    store.apply_recovery(s, request, outcome, T0 + 100)
+    request = recovery_request(stateGeneration=generation, expectedState="idle", requestedAt=T0 + 5, queueDepth=5)
+    store.apply_recovery(s, request, recovery_outcome(**outcome), T0 + 100)
     assert (s.state, s.queue_depth, s.generation, s.last_activity) == ("idle", expected_depth, generation + 1, T0 + 100)
     assert s.snapshot(T0 + 100).active_work_kind is None
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 
+from app.outcomes import RecoveryOutcome
 from app.recovery import MAX_ANSWER_BYTES, WebhookExecutor
 from app.webhook_address import Address, AddressBook
+from tests.support.builders import recovery_request
 
-REQUEST = {"gatewayId": "gw-1", "sessionKey": "s", "requestedAt": 1}
+REQUEST = recovery_request(gatewayId="gw-1", sessionKey="s", requestedAt=1)
 
 
 @pytest.fixture
@@ -81,7 +84,7 @@ async def test_an_answer_is_read_only_up_to_the_cap() -> None:
     finally:
         await executor.aclose()
         server.close()
-    assert outcome["status"] == "failed" and f"{MAX_ANSWER_BYTES} bytes" in outcome["error"]
+    assert outcome.status == "failed" and f"{MAX_ANSWER_BYTES} bytes" in (outcome.error or "")
     assert sent[0] < 64 << 20  # the 400 MiB answer was cut off, not read
 
 
@@ -89,7 +92,7 @@ async def test_an_answer_is_read_only_up_to_the_cap() -> None:
 async def test_an_unaddressable_gateway_gets_no_request() -> None:
     executor = WebhookExecutor(AddressBook("http://127.0.0.1:1/{gatewayId}"))
     try:
-        outcome = await executor.execute({**REQUEST, "gatewayId": "../admin"})
+        outcome = await executor.execute(msgspec.structs.replace(REQUEST, gatewayId="../admin"))
     finally:
         await executor.aclose()
-    assert outcome == {"status": "failed", "action": "none", "outcomeReason": "unsafe_gateway_id"}
+    assert outcome == RecoveryOutcome("failed", "none", "unsafe_gateway_id")
