@@ -40,7 +40,6 @@ STRUCTURE = "openclaw.structure"
 ACTION = "openclaw.action"
 STATUS = "openclaw.status"
 ACTIVE_WORK_KIND = "openclaw.active_work_kind"
-RELEASED = "openclaw.released"
 ATTENTION = "openclaw.attention"
 LANE = "openclaw.lane"
 CHANNEL = "openclaw.channel"
@@ -226,12 +225,12 @@ RECOVERY_REQUESTED = InstrumentSpec(
 )
 RECOVERY_COMPLETED = InstrumentSpec(
     "openclaw.session.recovery.completed", "counter", "1", "Stuck-session recoveries completed.",
-    (STATE, ACTION, STATUS, ACTIVE_WORK_KIND, REASON, RELEASED),
-    produced_when="a recovery completes (`openclaw.released` is the string `true` when it released queued work)",
+    (STATE, ACTION, STATUS, ACTIVE_WORK_KIND, REASON),
+    produced_when="a recovery completes",
 )
 RECOVERY_AGE = InstrumentSpec(
     "openclaw.session.recovery.age_ms", "histogram", "ms", "Session age at recovery request and completion.",
-    (STATE, ACTION, STATUS, ACTIVE_WORK_KIND, REASON, RELEASED), AGE_BUCKETS_MS, value_type="float",
+    (STATE, ACTION, STATUS, ACTIVE_WORK_KIND, REASON), AGE_BUCKETS_MS, value_type="float",
     produced_when="both recovery events (the attributes of the matching counter)",
 )
 QUEUE_LANE_ENQUEUE = InstrumentSpec(
@@ -419,6 +418,14 @@ MONITOR_JOURNAL_REFUSED = InstrumentSpec(
     (REASON,), gateway_scoped=False,
     produced_when="an ingest request is answered 503 (`openclaw.reason` journal_unavailable|journal_full)",
 )
+MONITOR_RECOVERY_RELEASED_ITEMS = InstrumentSpec(
+    "openclaw.monitor.recovery.released_items", "counter", "1",
+    "Queued items completed recoveries released, as the gateway counted them.",
+    (STATUS, ACTION),
+    produced_when="a recovery completes with `released` > 0: what an `openclaw.released` label on the "
+                  "completed counter used to tell (\"released, yet nothing released\"), kept off the "
+                  "upstream-named instrument",
+)
 MONITOR_TELEMETRY_OVERFLOW = InstrumentSpec(
     "openclaw.monitor.telemetry.overflow", "counter", "1", "Measurements refused by the cardinality guard.",
     (INSTRUMENT,), gateway_scoped=False,
@@ -441,7 +448,7 @@ MONITOR_INSTRUMENTS: tuple[InstrumentSpec, ...] = (
     MONITOR_EVENTS, MONITOR_SESSIONS, MONITOR_GATEWAYS, MONITOR_CLOCK_SKEW, MONITOR_SCAN_DURATION,
     MONITOR_SCAN_LAG, MONITOR_SESSIONS_EVICTED, MONITOR_EXPORT_FAILURES, MONITOR_FORWARDER_DROPPED,
     MONITOR_FORWARDER_QUEUED, MONITOR_CLOCK_CLAMPED, MONITOR_TELEMETRY_OVERFLOW, MONITOR_JOURNAL_REFUSED,
-    MONITOR_BOUNDED_EVICTED,
+    MONITOR_BOUNDED_EVICTED, MONITOR_RECOVERY_RELEASED_ITEMS,
 )
 INSTRUMENTS: tuple[InstrumentSpec, ...] = SESSION_CONTRACT + GATEWAY_CONTRACT + MONITOR_INSTRUMENTS
 BY_NAME: dict[str, InstrumentSpec] = {spec.name: spec for spec in INSTRUMENTS}

@@ -138,14 +138,6 @@ class Pipeline(Protocol):
     def shutdown(self) -> None: ...
 
 
-def _released(value: Any) -> str:
-    """`openclaw.released` metric attribute: the STRING `true` when at least one queued item
-    was released (the payload's `released` is a count, or a bool), else `false`."""
-    if isinstance(value, bool):
-        return ins.TRUE if value else ins.FALSE
-    if isinstance(value, (int, float)) and value > 0:
-        return ins.TRUE
-    return ins.FALSE
 
 
 class OtelRecorder(Recorder):
@@ -173,6 +165,7 @@ class OtelRecorder(Recorder):
         self._stuck_age = i(ins.SESSION_STUCK_AGE)
         self._rec_req = i(ins.RECOVERY_REQUESTED)
         self._rec_done = i(ins.RECOVERY_COMPLETED)
+        self._released_items = i(ins.MONITOR_RECOVERY_RELEASED_ITEMS)
         self._rec_age = i(ins.RECOVERY_AGE)
         self._scan_duration = i(ins.MONITOR_SCAN_DURATION)
         self._scan_lag = i(ins.MONITOR_SCAN_LAG)
@@ -262,9 +255,11 @@ class OtelRecorder(Recorder):
             (ins.STATUS, payload.get("status")),
             (ins.ACTIVE_WORK_KIND, payload.get("activeWorkKind")),
             (ins.REASON, payload.get("outcomeReason") or payload.get("reason")),
-            (ins.RELEASED, _released(payload.get("released"))),
         )
         self._add(self._rec_done, pairs, 1)
+        released = payload.get("released")
+        if isinstance(released, int) and not isinstance(released, bool) and released > 0:
+            self._add(self._released_items, (pairs[0], pairs[2], pairs[3]), released)
         age = payload.get("ageMs")
         if isinstance(age, (int, float)):
             self._record(self._rec_age, pairs, age)

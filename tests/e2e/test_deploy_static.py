@@ -70,6 +70,7 @@ COUNTERS = {
     "openclaw_monitor_forwarder_dropped_total",
     "openclaw_monitor_clock_clamped_total",
     "openclaw_monitor_telemetry_overflow_total",
+    "openclaw_monitor_recovery_released_items_total",
 }
 HISTOGRAMS = {
     "openclaw_session_stuck_age_ms_milliseconds",
@@ -826,7 +827,7 @@ def test_dashboard_has_the_rows_deploy_md_lists():
         "openclaw_session_stuck_age_ms_milliseconds_bucket",
         "openclaw_session_recovery_requested_total",
         "openclaw_session_recovery_completed_total",
-        "openclaw_released",
+        "openclaw_monitor_recovery_released_items_total",
         "openclaw_session_state_total",
         "openclaw_queue_wait_ms_milliseconds_bucket",
         "openclaw_queue_depth",

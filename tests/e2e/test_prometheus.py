@@ -102,6 +102,7 @@ COUNTERS = (
     "openclaw_message_dispatch_completed_total", "openclaw_message_delivery_started_total",
     "openclaw_monitor_events_total", "openclaw_monitor_sessions_evicted_total",
     "openclaw_monitor_forwarder_dropped_total", "openclaw_monitor_clock_clamped_total",
+    "openclaw_monitor_recovery_released_items_total",
 )
 HISTOGRAMS = (
     "openclaw_session_stuck_age_ms_milliseconds", "openclaw_session_recovery_age_ms_milliseconds",
@@ -543,12 +544,14 @@ def test_session_contract_series_and_labels(stack: Stack) -> None:
         assert labels.get("openclaw_reason") in ("stale_session_state", "queued_work_without_active_run"), labels
     has_series(stack, 'openclaw_session_recovery_requested_total{openclaw_action="recover"}')
     released = has_series(stack, 'openclaw_session_recovery_completed_total{openclaw_status="released"}')
-    assert {(s["openclaw_action"], s["openclaw_released"]) for s in released} == {("release_lane", "true")}, released
+    assert {s["openclaw_action"] for s in released} == {"release_lane"}, released
+    assert not any("openclaw_released" in s for s in series(stack, "openclaw_session_recovery_completed_total"))
+    items = has_series(stack, 'openclaw_monitor_recovery_released_items_total{openclaw_status="released"}')
+    assert {s["openclaw_action"] for s in items} == {"release_lane"}, items
+    assert stack.prom.value('sum(openclaw_monitor_recovery_released_items_total{openclaw_status="released"})') > 0
     failed = has_series(stack, 'openclaw_session_recovery_completed_total{openclaw_status="failed"}')
-    assert {(s["openclaw_action"], s["openclaw_released"], s["openclaw_reason"]) for s in failed} == {
-        ("none", "false", "exception")}, failed
-    has_series(stack, 'openclaw_session_recovery_age_ms_milliseconds_bucket{openclaw_status="released", '
-                      'openclaw_released="true", le="+Inf"}')
+    assert {(s["openclaw_action"], s["openclaw_reason"]) for s in failed} == {("none", "exception")}, failed
+    has_series(stack, 'openclaw_session_recovery_age_ms_milliseconds_bucket{openclaw_status="released", le="+Inf"}')
     has_series(stack, 'openclaw_session_recovery_age_ms_milliseconds_bucket{openclaw_status="failed", le="+Inf"}')
     # the requested side of the age histogram: the requested counter's attributes, no status
     has_series(stack, 'openclaw_session_recovery_age_ms_milliseconds_bucket{openclaw_action="recover", '

@@ -35,13 +35,11 @@ def test_the_session_contract_exactly() -> None:
         ),
         "openclaw.session.recovery.completed": (
             "counter", "1",
-            {"openclaw.state", "openclaw.action", "openclaw.status", "openclaw.active_work_kind", "openclaw.reason",
-             "openclaw.released"},
+            {"openclaw.state", "openclaw.action", "openclaw.status", "openclaw.active_work_kind", "openclaw.reason"},
         ),
         "openclaw.session.recovery.age_ms": (
             "histogram", "ms",
-            {"openclaw.state", "openclaw.action", "openclaw.status", "openclaw.active_work_kind", "openclaw.reason",
-             "openclaw.released"},
+            {"openclaw.state", "openclaw.action", "openclaw.status", "openclaw.active_work_kind", "openclaw.reason"},
         ),
         "openclaw.queue.lane.enqueue": ("counter", "1", {"openclaw.lane"}),
         "openclaw.queue.lane.dequeue": ("counter", "1", {"openclaw.lane"}),
@@ -70,6 +68,7 @@ def test_the_monitor_instruments() -> None:
         "openclaw.monitor.telemetry.overflow": ("counter", "1", {"openclaw.instrument"}, False),
         "openclaw.monitor.journal.refused": ("counter", "1", {"openclaw.reason"}, False),
         "openclaw.monitor.bounded.evicted": ("counter", "1", {"openclaw.structure"}, False),
+        "openclaw.monitor.recovery.released_items": ("counter", "1", {"openclaw.status", "openclaw.action"}, True),
     }
     actual = {s.name: (s.kind, s.unit, set(s.attributes), s.gateway_scoped) for s in ins.MONITOR_INSTRUMENTS}
     assert actual == expected

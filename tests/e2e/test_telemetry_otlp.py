@@ -109,7 +109,9 @@ def test_the_whole_contract_over_the_wire(receiver: OtlpReceiver, make_recorder:
         sessions = receiver.metric(ins.MONITOR_SESSIONS.name)
         assert sessions.point(**{ins.ATTENTION: "stuck", ins.REASON: "stale_session_state"}).value == 1
         completed = receiver.metric(ins.RECOVERY_COMPLETED.name)
-        assert completed.point(**{ins.STATUS: "released", ins.RELEASED: "true"}).value == 1
+        assert completed.point(**{ins.STATUS: "released"}).value == 1
+        released = receiver.metric(ins.MONITOR_RECOVERY_RELEASED_ITEMS.name)
+        assert released.point(**{ins.STATUS: "released", ins.ACTION: "release_lane", ins.GATEWAY: GW}).value == 2
         failures = receiver.metric(ins.MONITOR_EXPORT_FAILURES.name)
         assert {p.attributes[ins.SIGNAL] for p in failures.points} == {"metrics", "logs", "traces"}
         # -- log events

@@ -67,8 +67,11 @@ def test_the_names_the_spec_pins(exposition: str) -> None:
     assert has(exposition, "openclaw_session_stuck_age_ms_milliseconds_count")
     assert has(exposition, "openclaw_session_stuck_age_ms_milliseconds_sum")
     assert has(exposition, "openclaw_session_recovery_requested_total", openclaw_action="recover")
-    assert has(exposition, "openclaw_session_recovery_completed_total", openclaw_status="released", openclaw_released="true")
-    assert has(exposition, "openclaw_session_recovery_completed_total", openclaw_status="skipped", openclaw_released="false")
+    assert has(exposition, "openclaw_session_recovery_completed_total", openclaw_status="released")
+    assert has(exposition, "openclaw_session_recovery_completed_total", openclaw_status="skipped")
+    assert not any("openclaw_released" in labels for labels in series(exposition)["openclaw_session_recovery_completed_total"])
+    assert has(exposition, "openclaw_monitor_recovery_released_items_total", openclaw_status="released",
+               openclaw_action="release_lane", openclaw_gateway=GW)
     assert has(exposition, "openclaw_monitor_sessions", openclaw_attention="stuck", openclaw_reason="stale_session_state")
     assert has(exposition, "openclaw_monitor_gateways", openclaw_status="silent")
     assert has(exposition, "openclaw_session_state_total", openclaw_state="idle", openclaw_reason="stuck_recovery:released")

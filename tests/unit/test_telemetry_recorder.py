@@ -492,7 +492,7 @@ def test_recovery_requested(tel: Setup) -> None:
     assert "openclaw.activeWorkKind" not in attrs  # None: omitted
 
 
-def test_recovery_completed_released_attribute(tel: Setup) -> None:
+def test_recovery_completed_and_what_it_released(tel: Setup) -> None:
     rec = tel.recorder
     rec.recovery_completed(recovery_payload(expectedState="idle", status="released", action="release_lane", released=3))
     rec.recovery_completed(recovery_payload(expectedState="idle", status="released", action="release_lane"))
@@ -507,13 +507,17 @@ def test_recovery_completed_released_attribute(tel: Setup) -> None:
                          activeWorkKind="embedded_run")
     )
     name = ins.RECOVERY_COMPLETED.name
-    assert tel.value(name, **k(status="released", released="true", state="idle", action="release_lane")) == 1
-    assert tel.value(name, **k(status="released", released="false")) == 1
-    skipped = k(status="skipped", action="observe_only", reason="no_recovery_target", released="false",
-                state="processing", gateway=GW)
+    assert tel.value(name, **k(status="released", state="idle", action="release_lane")) == 2
+    skipped = k(status="skipped", action="observe_only", reason="no_recovery_target", state="processing", gateway=GW)
     assert skipped in tel.attrs(name)  # outcomeReason wins over the request's reason
-    assert tel.value(name, **k(status="aborted", released="true")) == 1
-    assert len(tel.points(ins.RECOVERY_AGE.name)) == 5
+    assert tel.value(name, **k(status="aborted")) == 1
+    assert not any("openclaw.released" in attrs for attrs in tel.attrs(name))  # not an upstream attribute
+    # what was released is an instrument of ours: 3 items, from the one outcome that counted any
+    # (a `released: true` is a flag, not a count)
+    released = ins.MONITOR_RECOVERY_RELEASED_ITEMS.name
+    assert tel.attrs(released) == [k(status="released", action="release_lane", gateway=GW)]
+    assert tel.value(released, **k(status="released", action="release_lane")) == 3
+    assert sum(point.count for point in tel.points(ins.RECOVERY_AGE.name)) == 5
     records = tel.log_records(ins.EVENT_RECOVERY_COMPLETED)
     assert [r.severity_text for r in records] == ["INFO", "INFO", "INFO", "WARN", "INFO"]
     first = dict(records[0].attributes)
