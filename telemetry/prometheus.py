@@ -17,8 +17,10 @@ The rules:
   -> ``seconds``, ``1`` -> nothing; prometheus_client appends it unless the name already ends
   with it (``_ms_milliseconds``, but ``request_bytes``);
 - a monotonic cumulative Sum is a counter (prometheus_client adds ``_total``), any other Sum
-  and a Gauge a gauge, a Histogram a histogram with cumulative ``le`` buckets (``1000.0``,
-  ``+Inf``) and ``_count``/``_sum``;
+  and a Gauge a gauge, a Histogram a histogram with cumulative ``le`` buckets and
+  ``_count``/``_sum``; the ``le`` text is Go's shortest float (``1000``, ``1.8e+06``, ``+Inf``),
+  as the OTel Collector writes it, where the Python exporter writes ``1000.0`` and ``1800000.0``:
+  the one place the text differs from that exporter's;
 - labels: each run of characters outside ``[a-zA-Z0-9]`` in an attribute key becomes ``_``,
   plus ``otel_scope_name``/``otel_scope_version``/``otel_scope_schema_url``; every sample of a
   family carries every label of the family (``""`` where a point lacks the attribute);
@@ -28,9 +30,11 @@ The rules:
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from decimal import Decimal
 from typing import Any
 
 from opentelemetry.sdk.metrics.export import Gauge, Histogram, MetricsData, Sum
@@ -150,13 +154,41 @@ def _family(name: str, description: str, unit: str, data: Any, scope: Mapping[st
 
 
 def _buckets(counts: Any, bounds: Any) -> list[tuple[str, float]]:
-    """Cumulative `le` buckets; the bound's text is Python's float text (`1000.0`, `+Inf`)."""
+    """Cumulative `le` buckets, each bound spelled as the OTel Collector spells it (`go_float`)."""
     out: list[tuple[str, float]] = []
     total = 0
-    for bound, count in zip([*bounds, "+Inf"], counts):
+    for bound, count in zip([*bounds, math.inf], counts):
         total += count
-        out.append((f"{bound}", total))
+        out.append((go_float(float(bound)), total))
     return out
+
+
+def go_float(value: float) -> str:
+    """A float as Go's `strconv.FormatFloat(value, 'g', -1, 64)` writes it: the shortest digits
+    that read back the same, in exponent form from 1e6 on (`1000`, `0.5`, `1.8e+06`), and
+    `+Inf`. The OTel Collector's Prometheus exporter writes `le` so; the same spelling here means
+    a selector on a bound (`le="10000"`) finds the series on both paths (docs/telemetry.md)."""
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if math.isnan(value):
+        return "NaN"
+    if value == 0:
+        return "0"
+    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
+    assert isinstance(exponent, int)
+    mantissa = "".join(map(str, digits))
+    count = len(mantissa)
+    point = count + exponent - 1  # the decimal exponent of the first digit
+    prefix = "-" if sign else ""
+    if point < -4 or point >= 6:
+        fraction = f".{mantissa[1:]}" if count > 1 else ""
+        return f"{prefix}{mantissa[0]}{fraction}e{'+' if point >= 0 else '-'}{abs(point):02d}"
+    if exponent >= 0:
+        return prefix + mantissa + "0" * exponent
+    whole = count + exponent  # digits before the decimal point
+    if whole > 0:
+        return f"{prefix}{mantissa[:whole]}.{mantissa[whole:]}"
+    return f"{prefix}0.{'0' * -whole}{mantissa}"
 
 
 # --------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ and their order, `le` texts, values, target_info.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,7 +22,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from telemetry import instruments as ins
 from telemetry.instruments import InstrumentSpec
-from telemetry.prometheus import UNIT_WORDS, MetricsEndpoint
+from telemetry.prometheus import UNIT_WORDS, MetricsEndpoint, go_float
 from telemetry.store import MetricStore
 
 VERSION = "9.8.7"
@@ -114,6 +115,15 @@ def sdk_provider() -> tuple[MeterProvider, CollectorRegistry, InMemoryMetricRead
     return provider, registry, memory
 
 
+_LE = re.compile(r'le="([^"]+)"')
+
+
+def collector_le(text: str) -> str:
+    """The exporter's text with each `le` as the OTel Collector spells it: the one difference
+    our /metrics keeps on purpose (telemetry/prometheus.py, go_float)."""
+    return _LE.sub(lambda m: f'le="{go_float(float(m.group(1)))}"', text)
+
+
 def families(text: str) -> dict[str, list[str]]:
     """Exposition text split into families (HELP line -> its lines)."""
     out: dict[str, list[str]] = {}
@@ -129,7 +139,7 @@ def test_the_translation_is_the_exporters() -> None:
     """The same MetricsData (the SDK's own) rendered by the exporter and by our collector."""
     provider, registry, memory = sdk_provider()
     try:
-        expected = generate_latest(registry).decode()
+        expected = collector_le(generate_latest(registry).decode())
         assert "openclaw_session_stuck_age_ms_milliseconds_bucket" in expected  # the reference works
         data = memory.get_metrics_data()
         assert data is not None
@@ -148,7 +158,7 @@ def test_the_store_renders_what_the_sdk_would() -> None:
     SDK puts observable instruments last)."""
     provider, registry, _ = sdk_provider()
     try:
-        expected = generate_latest(registry).decode()
+        expected = collector_le(generate_latest(registry).decode())
     finally:
         provider.shutdown()
     text = ours()
@@ -163,3 +173,20 @@ def test_every_unit_has_its_prometheus_word() -> None:
     spelled-as-is fallback unnoticed."""
     for spec in ins.INSTRUMENTS:
         assert spec.unit.startswith("{") or spec.unit in UNIT_WORDS, spec.name
+
+
+# strconv.FormatFloat(v, 'g', -1, 64), as Go 1.22 prints them
+GO_SPELLINGS = {
+    0.0: "0", 5.0: "5", 7500.0: "7500", 10000.0: "10000", 120000.0: "120000", 999999.0: "999999",
+    1e6: "1e+06", 1800000.0: "1.8e+06", 21600000.0: "2.16e+07", 86400000.0: "8.64e+07",
+    1234567.0: "1.234567e+06", 0.5: "0.5", 0.0001: "0.0001", 0.00001: "1e-05", float("inf"): "+Inf",
+}
+
+
+def test_bounds_are_spelled_as_the_collector_spells_them() -> None:
+    assert {value: go_float(value) for value in GO_SPELLINGS} == GO_SPELLINGS
+    text = ours()
+    assert 'openclaw_session_stuck_age_ms_milliseconds_bucket{' in text
+    bounds = set(_LE.findall(text))
+    assert {"10000", "1.8e+06", "8.64e+07", "+Inf"} <= bounds  # 1e6 and above included
+    assert not any(bound.endswith(".0") for bound in bounds)
