@@ -87,6 +87,13 @@ class Event(msgspec.Struct, omit_defaults=True):
     attempt: Count | None = None
     updateType: Str | None = None
     deliveryKind: Str | None = None
+    observationUnit: Str | None = None
+    # model.failover
+    fromProvider: Str | None = None
+    fromModel: Str | None = None
+    toProvider: Str | None = None
+    toModel: Str | None = None
+    suspended: bool | None = None
     phase: Str | None = None
     # the gateway's own verdicts
     ageMs: Amount | None = None

@@ -39,14 +39,15 @@ _OUTCOME = (ins.OUTCOME, "outcome")
 _ERROR = (ins.ERROR_CATEGORY, "errorCategory")
 _TOOL = _keys((ins.TOOL_NAME, "toolName"), (ins.TOOL_SOURCE, "toolSource"))
 _WEBHOOK = _keys(_CHANNEL, (ins.WEBHOOK, "updateType"))
-_MODEL_CALL = _keys((ins.PROVIDER, "provider"), (ins.MODEL, "model"), (ins.API, "api"), (ins.TRANSPORT, "transport"))
+_MODEL_CALL = _keys((ins.PROVIDER, "provider"), (ins.MODEL, "model"), (ins.API, "api"), (ins.TRANSPORT, "transport"),
+                    (ins.OBSERVATION_UNIT, "observationUnit"))
 _MODEL_CALL_HISTOGRAMS = (
     (ins.MODEL_CALL_DURATION, "durationMs"),
     (ins.MODEL_CALL_REQUEST_BYTES, "requestPayloadBytes"),
     (ins.MODEL_CALL_RESPONSE_BYTES, "responseStreamBytes"),
     (ins.MODEL_CALL_TTFB, "timeToFirstByteMs"),
 )
-_DELIVERY = _keys(_CHANNEL, (ins.DELIVERY_KIND, "deliveryKind"), _OUTCOME)
+_DELIVERY = _keys(_CHANNEL, (ins.DELIVERY_KIND, "deliveryKind"))  # then the outcome: by event type
 
 RULES: dict[str, Rule] = {
     "message.queued": Rule(_keys(_CHANNEL, (ins.SOURCE, "source")), counters=(ins.MESSAGE_QUEUED,)),
@@ -66,7 +67,7 @@ RULES: dict[str, Rule] = {
     ),
     "run.attempt": Rule(_keys((ins.ATTEMPT, "attempt")), counters=(ins.RUN_ATTEMPT,)),
     "run.completed": Rule(
-        _keys(_OUTCOME, (ins.PROVIDER, "provider"), (ins.MODEL, "model")),
+        _keys(_CHANNEL, (ins.PROVIDER, "provider"), (ins.MODEL, "model")),
         histograms=((ins.RUN_DURATION, "durationMs"),),
     ),
     "model.call.completed": Rule(_MODEL_CALL, histograms=_MODEL_CALL_HISTOGRAMS),
@@ -74,7 +75,9 @@ RULES: dict[str, Rule] = {
         _MODEL_CALL + (_ERROR, (ins.FAILURE_KIND, "failureKind")), histograms=_MODEL_CALL_HISTOGRAMS
     ),
     "model.failover": Rule(
-        _keys((ins.PROVIDER, "provider"), (ins.MODEL, "model"), _ERROR, (ins.FAILURE_KIND, "failureKind")),
+        _keys((ins.PROVIDER, "fromProvider"), (ins.MODEL, "fromModel"), (ins.FAILOVER_TO_PROVIDER, "toProvider"),
+              (ins.FAILOVER_TO_MODEL, "toModel"), (ins.FAILOVER_REASON, "reason"),
+              (ins.FAILOVER_SUSPENDED, "suspended"), (ins.LANE, "lane")),
         counters=(ins.MODEL_FAILOVER,),
     ),
     "tool.execution.completed": Rule(_TOOL, histograms=((ins.TOOL_DURATION, "durationMs"),)),
@@ -90,15 +93,20 @@ RULES: dict[str, Rule] = {
     ),
     "message.dispatch.started": Rule(_keys(_CHANNEL, (ins.SOURCE, "source")), counters=(ins.MESSAGE_DISPATCH_STARTED,)),
     "message.dispatch.completed": Rule(
-        _keys(_CHANNEL, _OUTCOME),
+        _keys(_CHANNEL, _OUTCOME, (ins.REASON, "reason"), (ins.SOURCE, "source")),
         counters=(ins.MESSAGE_DISPATCH_COMPLETED,),
         histograms=((ins.MESSAGE_DISPATCH_DURATION, "durationMs"),),
     ),
     "message.delivery.started": Rule(
         _keys(_CHANNEL, (ins.DELIVERY_KIND, "deliveryKind")), counters=(ins.MESSAGE_DELIVERY_STARTED,)
     ),
-    "message.delivery.completed": Rule(_DELIVERY, histograms=((ins.MESSAGE_DELIVERY_DURATION, "durationMs"),)),
-    "message.delivery.error": Rule(_DELIVERY + (_ERROR,), histograms=((ins.MESSAGE_DELIVERY_DURATION, "durationMs"),)),
+    "message.delivery.completed": Rule(
+        _DELIVERY, histograms=((ins.MESSAGE_DELIVERY_DURATION, "durationMs"),), fixed=((ins.OUTCOME, "completed"),)
+    ),
+    "message.delivery.error": Rule(
+        _DELIVERY + (_ERROR,), histograms=((ins.MESSAGE_DELIVERY_DURATION, "durationMs"),),
+        fixed=((ins.OUTCOME, "error"),),
+    ),
 }
 
 
@@ -169,16 +177,14 @@ def _usage(store: MetricStore) -> Handler:
     tokens, cost, context_tokens = (store.instrument(s) for s in (ins.TOKENS, ins.COST_USD, ins.CONTEXT_TOKENS))
 
     def handle(e: Any, gateway: Any) -> None:
-        base = (
-            (ins.GATEWAY, gateway), (ins.CHANNEL, e.channel), (ins.PROVIDER, e.provider), (ins.MODEL, e.model),
-            (ins.AGENT, e.agentId),
-        )
+        base = ((ins.GATEWAY, gateway), (ins.CHANNEL, e.channel), (ins.PROVIDER, e.provider), (ins.MODEL, e.model))
         usage = e.usage
         if usage is not None:
+            by_agent = base + ((ins.AGENT, e.agentId),)  # only openclaw.tokens carries the agent
             for field_name, token in ins.TOKEN_KINDS:
                 value = getattr(usage, field_name)
                 if value:
-                    add(tokens, ((ins.TOKEN, token),) + base, value)
+                    add(tokens, ((ins.TOKEN, token),) + by_agent, value)
         if e.costUsd:
             add(cost, base, e.costUsd)
         context = e.context

@@ -59,7 +59,12 @@ TOOL_NAME = "openclaw.toolName"
 TOOL_SOURCE = "openclaw.tool.source"
 WEBHOOK = "openclaw.webhook"
 SOURCE = "openclaw.source"
-DELIVERY_KIND = "openclaw.deliveryKind"
+DELIVERY_KIND = "openclaw.delivery.kind"
+OBSERVATION_UNIT = "openclaw.model_call.observation_unit"
+FAILOVER_TO_PROVIDER = "openclaw.failover.to_provider"
+FAILOVER_TO_MODEL = "openclaw.failover.to_model"
+FAILOVER_REASON = "openclaw.failover.reason"
+FAILOVER_SUSPENDED = "openclaw.failover.suspended"
 EVENT_TYPE = "openclaw.event_type"
 SIGNAL = "openclaw.signal"
 INSTRUMENT = "openclaw.instrument"
@@ -198,8 +203,8 @@ class InstrumentSpec:
         return ((GATEWAY,) if self.gateway_scoped else ()) + self.attributes
 
 
-_MODEL_CALL_ATTRS = (PROVIDER, MODEL, API, TRANSPORT, ERROR_CATEGORY, FAILURE_KIND)
-_USAGE_ATTRS = (CHANNEL, PROVIDER, MODEL, AGENT)
+_MODEL_CALL_ATTRS = (PROVIDER, MODEL, API, TRANSPORT, OBSERVATION_UNIT, ERROR_CATEGORY, FAILURE_KIND)
+_USAGE_ATTRS = (CHANNEL, PROVIDER, MODEL)  # openclaw.tokens adds openclaw.agent
 
 # -- the session contract ---------------------------------------------------------------------
 SESSION_STATE = InstrumentSpec(
@@ -258,7 +263,8 @@ RUN_ATTEMPT = InstrumentSpec(
 # -- the rest of the gateway contract ---------------------------------------------------------
 TOKENS = InstrumentSpec(
     "openclaw.tokens", "counter", "1", "Token usage by type.",
-    (TOKEN,) + _USAGE_ATTRS, value_type="float", produced_when="`model.usage` (one add per non-zero usage field)",
+    (TOKEN,) + _USAGE_ATTRS + (AGENT,), value_type="float",
+    produced_when="`model.usage` (one add per non-zero usage field)",
 )
 COST_USD = InstrumentSpec(
     "openclaw.cost.usd", "counter", "1", "Estimated model cost (USD).",
@@ -271,7 +277,7 @@ CONTEXT_TOKENS = InstrumentSpec(
 )
 RUN_DURATION = InstrumentSpec(
     "openclaw.run.duration_ms", "histogram", "ms", "Agent run duration.",
-    (OUTCOME, PROVIDER, MODEL), DURATION_BUCKETS_MS, value_type="float",
+    (CHANNEL, PROVIDER, MODEL), DURATION_BUCKETS_MS, value_type="float",
     produced_when="`run.completed` `durationMs`",
 )
 MODEL_CALL_DURATION = InstrumentSpec(
@@ -296,7 +302,8 @@ MODEL_CALL_TTFB = InstrumentSpec(
 )
 MODEL_FAILOVER = InstrumentSpec(
     "openclaw.model.failover", "counter", "1", "Model failovers.",
-    (PROVIDER, MODEL, ERROR_CATEGORY, FAILURE_KIND), produced_when="`model.failover`",
+    (PROVIDER, MODEL, FAILOVER_TO_PROVIDER, FAILOVER_TO_MODEL, FAILOVER_REASON, FAILOVER_SUSPENDED, LANE),
+    produced_when="`model.failover` (`openclaw.provider`/`openclaw.model`: `fromProvider`/`fromModel`)",
 )
 TOOL_DURATION = InstrumentSpec(
     "openclaw.tool.execution.duration_ms", "histogram", "ms", "Tool execution duration.",
@@ -345,11 +352,11 @@ MESSAGE_DISPATCH_STARTED = InstrumentSpec(
 )
 MESSAGE_DISPATCH_COMPLETED = InstrumentSpec(
     "openclaw.message.dispatch.completed", "counter", "1", "Reply dispatches completed.",
-    (CHANNEL, OUTCOME), produced_when="`message.dispatch.completed`",
+    (CHANNEL, OUTCOME, REASON, SOURCE), produced_when="`message.dispatch.completed`",
 )
 MESSAGE_DISPATCH_DURATION = InstrumentSpec(
     "openclaw.message.dispatch.duration_ms", "histogram", "ms", "Reply dispatch duration.",
-    (CHANNEL, OUTCOME), DURATION_BUCKETS_MS, value_type="float",
+    (CHANNEL, OUTCOME, REASON, SOURCE), DURATION_BUCKETS_MS, value_type="float",
     produced_when="`message.dispatch.completed` `durationMs`",
 )
 MESSAGE_DELIVERY_STARTED = InstrumentSpec(
@@ -359,7 +366,7 @@ MESSAGE_DELIVERY_STARTED = InstrumentSpec(
 MESSAGE_DELIVERY_DURATION = InstrumentSpec(
     "openclaw.message.delivery.duration_ms", "histogram", "ms", "Outbound delivery duration.",
     (CHANNEL, DELIVERY_KIND, OUTCOME, ERROR_CATEGORY), DURATION_BUCKETS_MS, value_type="float",
-    produced_when="`message.delivery.completed` / `.error` `durationMs`",
+    produced_when="`message.delivery.completed` / `.error` `durationMs` (`openclaw.outcome` `completed` / `error` by event type)",
 )
 
 # -- the service's own instruments ------------------------------------------------------------

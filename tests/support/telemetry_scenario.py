@@ -32,10 +32,11 @@ def gateway_events() -> list[Event]:
         Event(type="queue.lane.enqueue", lane="cron", queueSize=1),
         Event(type="diagnostic.heartbeat", queued=4),
         Event(type="run.attempt", attempt=2, **_ids),
-        Event(type="run.completed", outcome="error", durationMs=110_000, provider="openai", model="gpt-5", **_ids),
+        Event(type="run.completed", outcome="error", durationMs=110_000, provider="openai", model="gpt-5",
+              channel="telegram", **_ids),
         Event(
             type="model.call.completed", provider="openai", model="gpt-5", api="openai-completions",
-            transport="sse", callId=CALL_ID, durationMs=2100.5, requestPayloadBytes=50_000,
+            transport="sse", observationUnit="request", callId=CALL_ID, durationMs=2100.5, requestPayloadBytes=50_000,
             responseStreamBytes=3_000, timeToFirstByteMs=640.0, **_ids,
         ),
         Event(
@@ -43,7 +44,8 @@ def gateway_events() -> list[Event]:
             transport="sse", callId=CALL_ID, errorCategory="Error", failureKind="timeout",
             durationMs=110_000, **_ids,
         ),
-        Event(type="model.failover", provider="openai", model="gpt-5", failureKind="rate_limit", **_ids),
+        Event(type="model.failover", fromProvider="openai", fromModel="gpt-5", toProvider="anthropic",
+              toModel="claude-sonnet", reason="rate_limit", suspended=False, lane="main", **_ids),
         Event(
             type="model.usage", channel="telegram", agentId="main", provider="openai", model="gpt-5",
             usage=Usage(input=1000, output=200, cacheRead=50, cacheWrite=10, promptTokens=1000, total=1260),
@@ -59,10 +61,12 @@ def gateway_events() -> list[Event]:
         Event(type="message.received", channel="telegram", source="telegram", **_ids),
         Event(type="message.processed", channel="telegram", outcome="completed", durationMs=4000.0, **_ids),
         Event(type="message.dispatch.started", channel="telegram", source="reply", **_ids),
-        Event(type="message.dispatch.completed", channel="telegram", outcome="completed", durationMs=120.0, **_ids),
-        Event(type="message.delivery.started", channel="telegram", deliveryKind="final", **_ids),
-        Event(type="message.delivery.completed", channel="telegram", deliveryKind="final", durationMs=80.0, **_ids),
-        Event(type="message.delivery.error", channel="telegram", deliveryKind="final", errorCategory="HttpError", durationMs=15.0, **_ids),
+        Event(type="message.dispatch.completed", channel="telegram", source="reply", outcome="completed",
+              reason="sent", durationMs=120.0, **_ids),
+        Event(type="message.delivery.started", channel="telegram", deliveryKind="text", **_ids),
+        Event(type="message.delivery.completed", channel="telegram", deliveryKind="text", durationMs=80.0, **_ids),
+        Event(type="message.delivery.error", channel="telegram", deliveryKind="text", errorCategory="HttpError",
+              durationMs=15.0, **_ids),
     ]
 
 

@@ -148,6 +148,7 @@ def test_session_state_counter_and_not_from_event_applied(tel: Setup) -> None:
 # --------------------------------------------------------------------------------------------
 # event_applied: the gateway contract
 # --------------------------------------------------------------------------------------------
+MODEL_CALL = k(provider="openai", model="gpt-5", api="openai-completions", transport="sse")
 EXPECTED: list[tuple[str, dict[str, Any], float]] = [
     # instrument, attributes (gateway added by the test), count (counter value / histogram count)
     (ins.MESSAGE_QUEUED.name, k(channel="telegram", source="telegram"), 1),
@@ -160,24 +161,29 @@ EXPECTED: list[tuple[str, dict[str, Any], float]] = [
     (ins.QUEUE_DEPTH.name, k(channel="heartbeat"), 1),
     (ins.QUEUE_WAIT.name, k(lane="session"), 1),
     (ins.RUN_ATTEMPT.name, k(attempt="2"), 1),
-    (ins.RUN_DURATION.name, k(outcome="error", provider="openai", model="gpt-5"), 1),
-    (ins.MODEL_CALL_DURATION.name, k(provider="openai", model="gpt-5", api="openai-completions", transport="sse"), 1),
+    (ins.RUN_DURATION.name, k(channel="telegram", provider="openai", model="gpt-5"), 1),
+    (ins.MODEL_CALL_DURATION.name,
+     {**k(provider="openai", model="gpt-5", api="openai-completions", transport="sse"), ins.OBSERVATION_UNIT: "request"},
+     1),
     (
         ins.MODEL_CALL_DURATION.name,
         {**k(provider="openai", model="gpt-5", api="openai-completions", transport="sse"),
          ins.ERROR_CATEGORY: "Error", ins.FAILURE_KIND: "timeout"},
         1,
     ),
-    (ins.MODEL_CALL_REQUEST_BYTES.name, k(provider="openai", model="gpt-5", api="openai-completions", transport="sse"), 1),
-    (ins.MODEL_CALL_RESPONSE_BYTES.name, k(provider="openai", model="gpt-5", api="openai-completions", transport="sse"), 1),
-    (ins.MODEL_CALL_TTFB.name, k(provider="openai", model="gpt-5", api="openai-completions", transport="sse"), 1),
-    (ins.MODEL_FAILOVER.name, {**k(provider="openai", model="gpt-5"), ins.FAILURE_KIND: "rate_limit"}, 1),
+    (ins.MODEL_CALL_REQUEST_BYTES.name, {**MODEL_CALL, ins.OBSERVATION_UNIT: "request"}, 1),
+    (ins.MODEL_CALL_RESPONSE_BYTES.name, {**MODEL_CALL, ins.OBSERVATION_UNIT: "request"}, 1),
+    (ins.MODEL_CALL_TTFB.name, {**MODEL_CALL, ins.OBSERVATION_UNIT: "request"}, 1),
+    (ins.MODEL_FAILOVER.name,
+     {**k(provider="openai", model="gpt-5", lane="main"), ins.FAILOVER_TO_PROVIDER: "anthropic",
+      ins.FAILOVER_TO_MODEL: "claude-sonnet", ins.FAILOVER_REASON: "rate_limit", ins.FAILOVER_SUSPENDED: "false"},
+     1),
     (ins.TOKENS.name, k(token="input", channel="telegram", provider="openai", model="gpt-5", agent="main"), 1000),
     (ins.TOKENS.name, k(token="cache_read", channel="telegram", provider="openai", model="gpt-5", agent="main"), 50),
     (ins.TOKENS.name, k(token="total", channel="telegram", provider="openai", model="gpt-5", agent="main"), 1260),
-    (ins.COST_USD.name, k(channel="telegram", provider="openai", model="gpt-5", agent="main"), 0.25),
-    (ins.CONTEXT_TOKENS.name, k(context="limit", channel="telegram", provider="openai", model="gpt-5", agent="main"), 1),
-    (ins.CONTEXT_TOKENS.name, k(context="used", channel="telegram", provider="openai", model="gpt-5", agent="main"), 1),
+    (ins.COST_USD.name, k(channel="telegram", provider="openai", model="gpt-5"), 0.25),
+    (ins.CONTEXT_TOKENS.name, k(context="limit", channel="telegram", provider="openai", model="gpt-5"), 1),
+    (ins.CONTEXT_TOKENS.name, k(context="used", channel="telegram", provider="openai", model="gpt-5"), 1),
     (ins.TOOL_DURATION.name, {ins.TOOL_NAME: "exec", ins.TOOL_SOURCE: "builtin"}, 1),
     (ins.TOOL_DURATION.name, {ins.TOOL_NAME: "exec", ins.TOOL_SOURCE: "builtin", ins.ERROR_CATEGORY: "EACCES"}, 1),
     (ins.TOOL_BLOCKED.name, {ins.TOOL_NAME: "exec", ins.TOOL_SOURCE: "builtin"}, 1),
@@ -189,13 +195,14 @@ EXPECTED: list[tuple[str, dict[str, Any], float]] = [
     (ins.MESSAGE_PROCESSED.name, k(channel="telegram", outcome="completed"), 1),
     (ins.MESSAGE_DURATION.name, k(channel="telegram", outcome="completed"), 1),
     (ins.MESSAGE_DISPATCH_STARTED.name, k(channel="telegram", source="reply"), 1),
-    (ins.MESSAGE_DISPATCH_COMPLETED.name, k(channel="telegram", outcome="completed"), 1),
-    (ins.MESSAGE_DISPATCH_DURATION.name, k(channel="telegram", outcome="completed"), 1),
-    (ins.MESSAGE_DELIVERY_STARTED.name, {ins.CHANNEL: "telegram", ins.DELIVERY_KIND: "final"}, 1),
-    (ins.MESSAGE_DELIVERY_DURATION.name, {ins.CHANNEL: "telegram", ins.DELIVERY_KIND: "final"}, 1),
+    (ins.MESSAGE_DISPATCH_COMPLETED.name, k(channel="telegram", outcome="completed", reason="sent", source="reply"), 1),
+    (ins.MESSAGE_DISPATCH_DURATION.name, k(channel="telegram", outcome="completed", reason="sent", source="reply"), 1),
+    (ins.MESSAGE_DELIVERY_STARTED.name, {ins.CHANNEL: "telegram", ins.DELIVERY_KIND: "text"}, 1),
+    # the outcome comes from the event type: delivery events carry none
+    (ins.MESSAGE_DELIVERY_DURATION.name, {ins.CHANNEL: "telegram", ins.DELIVERY_KIND: "text", ins.OUTCOME: "completed"}, 1),
     (
         ins.MESSAGE_DELIVERY_DURATION.name,
-        {ins.CHANNEL: "telegram", ins.DELIVERY_KIND: "final", ins.ERROR_CATEGORY: "HttpError"},
+        {ins.CHANNEL: "telegram", ins.DELIVERY_KIND: "text", ins.OUTCOME: "error", ins.ERROR_CATEGORY: "HttpError"},
         1,
     ),
 ]
