@@ -17,7 +17,7 @@ from typing import Any
 
 from telemetry import instruments as ins
 from telemetry.instruments import InstrumentSpec
-from telemetry.store import MetricStore
+from telemetry.store import MetricStore, normalise_lane
 
 Handler = Callable[[Any, Any], None]  # (event, gateway attribute value or None)
 
@@ -111,10 +111,8 @@ RULES: dict[str, Rule] = {
 
 
 def lane(raw: str | None) -> str | None:
-    # done before the cache lookup: per-session lanes must not grow the raw-value cache
-    if raw is not None and raw.startswith("session:"):
-        return ins.SESSION_LANE
-    return raw
+    # done before the cache lookup: per-session and per-card lanes must not grow the raw-value cache
+    return normalise_lane(raw) if raw is not None and ":" in raw else raw
 
 
 def add(inst: Any, pairs: tuple, value: float) -> None:

@@ -74,7 +74,6 @@ OVERFLOW = "openclaw.overflow"
 OVERFLOW_ATTRIBUTES = {OVERFLOW: "true"}
 UNKNOWN_VALUE = "unknown"
 OTHER_EVENT_TYPE = "other"
-SESSION_LANE = "session"  # lanes named `session:<key>` are reported as this
 HEARTBEAT_CHANNEL = "heartbeat"
 ACTION_ABORT = "abort"
 ACTION_RECOVER = "recover"

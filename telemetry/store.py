@@ -121,21 +121,33 @@ def _normalise(raw: Any) -> str | None:
     elif isinstance(raw, float):
         text = str(int(raw)) if raw.is_integer() else repr(raw)
     elif isinstance(raw, str):
-        text = raw
+        text = raw.strip()
     else:
         return ins.UNKNOWN_VALUE
     if text == "":
         return None
-    if len(text) > 120 or not _VALUE_CHARS.issuperset(text):
+    if len(text) > 120 or not _VALUE_CHARS.issuperset(text) or _names_an_agent(text):
         return ins.UNKNOWN_VALUE
     return text
 
 
+def _names_an_agent(text: str) -> bool:
+    """Upstream's `normalizeDiagnosticValue`: a value naming an agent session (`agent:main:…`,
+    `cron:agent:…`) is an id, so it falls back."""
+    lowered = text.lower()
+    return lowered.startswith("agent:") or ":agent:" in lowered
+
+
 def normalise_lane(raw: Any) -> str | None:
-    """Lanes named after a session (`session:<key>`) are one lane: `session`."""
-    if isinstance(raw, str) and raw.startswith("session:"):
-        return ins.SESSION_LANE
-    return normalise_value(raw)
+    """Upstream's `normalizeDiagnosticLane`: a lane keeps only the text before its first `:`
+    (`session:<key>` -> `session`, `workboard:<board>:<card>` -> `workboard`); a lane naming an
+    agent falls back."""
+    if not isinstance(raw, str):
+        return normalise_value(raw)
+    text = raw.strip()
+    if text.lower().startswith("agent:"):
+        return ins.UNKNOWN_VALUE
+    return normalise_value(text.split(":", 1)[0])
 
 
 _NORMALISERS: dict[str, Callable[[Any], str | None]] = {ins.LANE: normalise_lane}

@@ -695,3 +695,12 @@ def test_shutdown_is_idempotent() -> None:
     setup = Setup()
     setup.recorder.shutdown()
     setup.recorder.shutdown()
+
+
+def test_a_lane_event_counts_under_its_prefix(tel: Setup) -> None:
+    """Lanes keep the text before their first `:`; one naming an agent falls back."""
+    for lane in ("workboard:b1:c1", "workboard:b2:c7", "agent:main:x"):
+        tel.recorder.event_applied(Event(type="queue.lane.enqueue", lane=lane, queueSize=1), "gw")
+    lanes = sorted(attrs[ins.LANE] for attrs in tel.attrs(ins.QUEUE_LANE_ENQUEUE.name))
+    assert lanes == ["unknown", "workboard"]
+    assert tel.value(ins.QUEUE_LANE_ENQUEUE.name, **{ins.LANE: "workboard"}) == 2
