@@ -458,7 +458,8 @@ def _error_message(response: Any) -> str:
 
 # -- check-config -------------------------------------------------------------------------------------------
 
-_SECRET_FIELDS = {"ingest_tokens", "read_tokens", "operator_tokens", "recovery_webhook_token", "recovery_webhook_tokens"}
+_SECRET_FIELDS = {"ingest_tokens", "read_tokens", "operator_tokens", "recovery_webhook_token", "recovery_webhook_tokens",
+                  "session_hash_key"}
 
 
 def _describe_tokens(settings: Settings) -> str:

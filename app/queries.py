@@ -174,6 +174,8 @@ class LocalQueries:
             "gatewayId": session.gateway,
             "sessionKey": session.session_key,
             "sessionId": session.session_id,
+            # the hash exported log records carry in place of the key (app/session_ids.py)
+            "sessionHash": self.service.session_ids.hash(session.session_key or session.session_id or session.key),
             "state": session.state,
             "queueDepth": session.queue_depth,
             "generation": session.generation,

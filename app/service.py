@@ -16,6 +16,7 @@ from app.journal_interface import JournalBackend, JournalError
 from app.monitor import Monitor, MonitorConfig
 from app.queries import LocalQueries, Queries
 from app.recovery import Executor, ObserveExecutor, RecoveryCoordinator, WebhookExecutor
+from app.session_ids import SessionIds, load_key
 from app.settings import Settings
 from app.store import GatewayInfo, Store
 from app.webhook_address import AddressBook
@@ -29,9 +30,10 @@ log = logging.getLogger("openclaw.diagnostics")
 SKEW_WARNING_EVERY_MS = 600_000
 
 
-def recorder_for(settings: Settings) -> Recorder:
+def recorder_for(settings: Settings, session_ids: SessionIds | None = None) -> Recorder:
     return build_recorder(gateway_attribute=settings.gateway_attribute,
-                          cardinality_limit=settings.metric_cardinality_limit)
+                          cardinality_limit=settings.metric_cardinality_limit,
+                          session_ids=session_ids.exported if session_ids is not None else None)
 
 
 def build_executor(settings: Settings) -> Executor:
@@ -57,7 +59,10 @@ class Service:
                  journal: JournalBackend | None = None, executor: Executor | None = None) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
-        self.recorder = recorder or recorder_for(settings)
+        # what session ids look like outside: on log records and spans, and as the API's sessionHash
+        self.session_ids = SessionIds(settings.export_session_ids,
+                                      lambda: load_key(settings.session_hash_key, settings.data_dir))
+        self.recorder = recorder or recorder_for(settings, self.session_ids)
         self.tokens = settings.tokens()  # who may send events
         self.reading_tokens = settings.reading_tokens()  # who may read, and which gateways
         self.journal: JournalBackend = journal or Journal(

@@ -75,6 +75,12 @@ class Settings(BaseSettings):
 
     gateway_attribute: bool = Field(True, description="Add openclaw.gateway to metric attributes.")
     metric_cardinality_limit: int = Field(2048, ge=16, description="Distinct attribute sets per instrument.")
+    export_session_ids: Literal["hash", "raw", "off"] = Field(
+        "hash", description="Session ids on exported log records and spans: a keyed hash, as they are, or none.",
+    )
+    session_hash_key: str = Field(
+        "", description="Key of the session-id hash; unset: generated once and kept in the data directory.",
+    )
 
     checkpoint_interval_ms: int = Field(30_000, ge=100, description="How often the store is checkpointed.")
     journal_retention_ms: int = Field(6 * 3_600_000, ge=3_600_000, description="Event history kept for reads and dedupe.")

@@ -9,12 +9,21 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from telemetry import instruments as ins
 
 _log = logging.getLogger(__name__)
+
+# What a record or span carries for a session id: the id, a hash of it, or nothing (None). The
+# service passes its OPENCLAW_DIAG_EXPORT_SESSION_IDS policy (app/session_ids.py).
+SessionIdPolicy = Callable[[str], "str | None"]
+SESSION_ID_FIELDS = frozenset({"sessionKey", "sessionId", "activeToolCallId"})
+
+
+def as_is(value: str) -> str:
+    return value
 
 
 def log_value(value: Any) -> Any:
@@ -32,13 +41,16 @@ def _severity(text: str) -> Any:
     return SeverityNumber.WARN if text == "WARN" else SeverityNumber.INFO
 
 
-def emit(logger: Any, name: str, severity: str, payload: Mapping[str, Any], fields: tuple[str, ...]) -> None:
+def emit(logger: Any, name: str, severity: str, payload: Mapping[str, Any], fields: tuple[str, ...],
+         session_ids: SessionIdPolicy = as_is) -> None:
     """One log record on `logger` (None: logs are not exported)."""
     if logger is None:
         return
     prefix = ins.LOG_ATTRIBUTE_PREFIX
     attributes: dict[str, Any] = {ins.EVENT_NAME_ATTRIBUTE: name}
     for key, value in payload.items():
+        if value is not None and key in SESSION_ID_FIELDS:
+            value = session_ids(str(value))
         if value is not None and key != "eventType":
             attributes[prefix + key] = log_value(value)
     if "state" not in payload and payload.get("expectedState") is not None and "state" in fields:
@@ -58,7 +70,7 @@ def emit(logger: Any, name: str, severity: str, payload: Mapping[str, Any], fiel
         _log.exception("telemetry: emitting %s failed", name)
 
 
-def stuck_span(tracer: Any, payload: Mapping[str, Any]) -> None:
+def stuck_span(tracer: Any, payload: Mapping[str, Any], session_ids: SessionIdPolicy = as_is) -> None:
     """The instant span of a stuck report on `tracer` (None: spans are not exported)."""
     if tracer is None:
         return
@@ -75,6 +87,8 @@ def stuck_span(tracer: Any, payload: Mapping[str, Any]) -> None:
         ("openclaw.gatewayId", "gatewayId"),
     ):
         value = payload.get(field_name)
+        if value is not None and field_name in SESSION_ID_FIELDS:
+            value = session_ids(str(value))
         if value is not None:
             attributes[key] = log_value(value)
     now = time.time_ns()

@@ -149,7 +149,9 @@ class OtelRecorder(Recorder):
     to call from another thread (return a snapshot).
     """
 
-    def __init__(self, pipeline: Pipeline, gateway_attribute: bool = True) -> None:
+    def __init__(self, pipeline: Pipeline, gateway_attribute: bool = True,
+                 session_ids: log_events.SessionIdPolicy | None = None) -> None:
+        self._session_ids = session_ids or log_events.as_is
         self._pipeline = pipeline
         self._gw = bool(gateway_attribute)
         self._sources: LiveSources | None = None
@@ -306,10 +308,10 @@ class OtelRecorder(Recorder):
 
     # -- OTLP log events and the stuck span (telemetry/log_events.py) ---------------------
     def _emit(self, name: str, severity: str, payload: Mapping[str, Any], fields: tuple[str, ...]) -> None:
-        log_events.emit(self._pipeline.logger, name, severity, payload, fields)
+        log_events.emit(self._pipeline.logger, name, severity, payload, fields, self._session_ids)
 
     def _stuck_span(self, payload: Mapping[str, Any]) -> None:
-        log_events.stuck_span(self._pipeline.tracer, payload)
+        log_events.stuck_span(self._pipeline.tracer, payload, self._session_ids)
 
     # -- observable gauges (read at collection time, on the collecting thread) ------------
     def _session_rows(self) -> list[tuple[dict[str, Any], int]]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from telemetry import instruments as ins
@@ -151,6 +151,7 @@ def build_recorder(
     metric_exporter: Any = None,
     log_exporter: Any = None,
     span_exporter: Any = None,
+    session_ids: Callable[[str], str | None] | None = None,
 ) -> Recorder:
     """The service's recorder, configured from the process environment.
 
@@ -168,4 +169,4 @@ def build_recorder(
         log_exporter=log_exporter,
         span_exporter=span_exporter,
     )
-    return OtelRecorder(pipeline, gateway_attribute=gateway_attribute)
+    return OtelRecorder(pipeline, gateway_attribute=gateway_attribute, session_ids=session_ids)

@@ -211,3 +211,20 @@ def test_login_form_limits(locked_svc: InProcessService) -> None:
 def test_human_ages() -> None:
     assert [human_ms(v) for v in (None, 400, 35_000, 245_000, 7_380_000, 2 * 86_400_000 + 4 * 3_600_000)] == [
         "–", "400ms", "35s", "4m 05s", "2h 03m", "2d 4h"]
+
+
+def test_the_session_hash_is_the_one_exported_records_carry(tmp_path) -> None:
+    """sessionHash in the read API (and on the page, from that JSON) is the keyed hash the log
+    records carry in place of the key (app/session_ids.py), and the key is the configured one."""
+    from app.session_ids import SessionIds
+
+    svc = InProcessService(tmp_path, {"session_hash_key": "deployment-key"}).start()
+    try:
+        post_events(svc.client, [{"type": "session.state", "sessionKey": "agent:main:dm:42", "state": "idle",
+                                  "ts": now_ms()}])
+        item = svc.session("agent:main:dm:42")
+        assert item["sessionHash"] == SessionIds("hash", lambda: b"deployment-key").hash("agent:main:dm:42")
+        page = svc.client.get("/ui/session.json", params={"sessionKey": "agent:main:dm:42"}).json()
+        assert page["sessionHash"] == item["sessionHash"]
+    finally:
+        svc.stop()

@@ -16,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from app.decoding import decode_ndjson
 from app.events import KNOWN_TYPES, Event
+from app.session_ids import SessionIds
 from telemetry import instruments as ins
 from telemetry.record import (
     GatewayStatus,
@@ -30,6 +31,9 @@ from tests.support.paths import SHARED_DATA
 from tests.support.telemetry_scenario import (
     GW,
     IDS,
+    SESSION_ID,
+    SESSION_KEY,
+    TOOL_CALL_ID,
     attention_payload,
     drive_all,
     gateway_events,
@@ -43,11 +47,12 @@ DATA = SHARED_DATA
 # helpers
 # --------------------------------------------------------------------------------------------
 class Setup:
-    def __init__(self, gateway_attribute: bool = True, limit: int = 2048) -> None:
+    def __init__(self, gateway_attribute: bool = True, limit: int = 2048, session_ids: Any = None) -> None:
         self.logs = InMemoryLogRecordExporter()
         self.spans = InMemorySpanExporter()
         self.recorder = build_recorder(
-            gateway_attribute, limit, env={}, log_exporter=self.logs, span_exporter=self.spans
+            gateway_attribute, limit, env={}, log_exporter=self.logs, span_exporter=self.spans,
+            session_ids=session_ids,
         )
         assert isinstance(self.recorder, OtelRecorder)
 
@@ -704,3 +709,27 @@ def test_a_lane_event_counts_under_its_prefix(tel: Setup) -> None:
     lanes = sorted(attrs[ins.LANE] for attrs in tel.attrs(ins.QUEUE_LANE_ENQUEUE.name))
     assert lanes == ["unknown", "workboard"]
     assert tel.value(ins.QUEUE_LANE_ENQUEUE.name, **{ins.LANE: "workboard"}) == 2
+
+
+@pytest.mark.parametrize("mode", ["hash", "off"])
+def test_session_ids_leave_as_the_policy_says(mode: str) -> None:
+    """OPENCLAW_DIAG_EXPORT_SESSION_IDS (app/session_ids.py): the records and the span carry the
+    keyed hash, or no id at all; the raw key appears nowhere."""
+    policy = SessionIds(mode, lambda: b"deployment-key")
+    tel = Setup(session_ids=policy.exported)
+    payload = attention_payload("stuck", state="idle", activeToolCallId=TOOL_CALL_ID)
+    tel.recorder.attention_reported(payload)
+    tel.recorder.recovery_requested(recovery_payload())
+    tel.recorder.force_flush()
+    records = tel.log_records(ins.EVENT_STUCK) + tel.log_records(ins.EVENT_RECOVERY_REQUESTED)
+    (span,) = tel.spans.get_finished_spans()
+    everything = [dict(r.attributes) for r in records] + [dict(span.attributes)]
+    for attrs in everything:
+        assert not any(str(v) in (SESSION_KEY, SESSION_ID, TOOL_CALL_ID) for v in attrs.values()), attrs
+        if mode == "hash":
+            assert attrs["openclaw.sessionKey"] == policy.hash(SESSION_KEY)
+            assert attrs["openclaw.sessionId"] == policy.hash(SESSION_ID)
+        else:
+            assert "openclaw.sessionKey" not in attrs and "openclaw.sessionId" not in attrs
+    if mode == "hash":
+        assert dict(records[0].attributes)["openclaw.activeToolCallId"] == policy.hash(TOOL_CALL_ID)

@@ -203,8 +203,9 @@
     var p = progress(a);
     var nodes = [];
     nodes.push(h("div", {cls: "detail-head"}, badge(att ? att.eventType : null), h("h1", {cls: "key", text: key})));
+    // sessionHash: what exported log records carry in place of the key (app/session_ids.py)
     nodes.push(h("p", {cls: "sub"}, "gateway ", span("mono", item.gatewayId), " \u00b7 session id ",
-      span("mono", item.sessionId || DASH)));
+      span("mono", item.sessionId || DASH), " \u00b7 hash ", span("mono", item.sessionHash || DASH)));
     var sessionRows = [
       ["State", item.state], ["Queue depth", String(item.queueDepth)], ["Generation", String(item.generation)],
       ["Last activity", frag(human(item.ageMs) + " ago ", span("sub", stamp(item.lastActivityAt)))],
