@@ -117,15 +117,18 @@ ID_FIELDS = frozenset(
 # --------------------------------------------------------------------------------------------
 # Histogram bucket boundaries (explicit; SDK defaults stop at 10 s)
 # --------------------------------------------------------------------------------------------
-AGE_BUCKETS_MS: tuple[float, ...] = (
-    1e3, 5e3, 15e3, 30e3, 60e3, 120e3, 300e3, 600e3, 1.8e6, 3.6e6, 7.2e6, 21.6e6, 86.4e6,
+# Every upstream-named histogram's buckets are a superset of upstream's: the OpenTelemetry JS
+# SDK's default boundaries (upstream sets no others for these), then ours above its last one,
+# where durations and ages in minutes and hours would otherwise all land in +Inf. Cumulative
+# buckets: each `le` of upstream's counts exactly what upstream's would (docs/telemetry.md).
+JS_SDK_DEFAULT_BUCKETS: tuple[float, ...] = (0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000)
+AGE_BUCKETS_MS: tuple[float, ...] = JS_SDK_DEFAULT_BUCKETS + (
+    30e3, 60e3, 120e3, 300e3, 600e3, 1.8e6, 3.6e6, 7.2e6, 21.6e6, 86.4e6,
 )
-DURATION_BUCKETS_MS: tuple[float, ...] = (
-    5, 10, 25, 50, 100, 250, 500, 1e3, 2.5e3, 5e3, 10e3, 30e3, 60e3, 120e3, 300e3, 600e3,
-)
-QUEUE_DEPTH_BUCKETS: tuple[float, ...] = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500)
-BYTES_BUCKETS: tuple[float, ...] = (
-    256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216,
+DURATION_BUCKETS_MS: tuple[float, ...] = JS_SDK_DEFAULT_BUCKETS + (30e3, 60e3, 120e3, 300e3, 600e3, 1.8e6, 3.6e6)
+QUEUE_DEPTH_BUCKETS: tuple[float, ...] = JS_SDK_DEFAULT_BUCKETS
+BYTES_BUCKETS: tuple[float, ...] = JS_SDK_DEFAULT_BUCKETS + (
+    16384, 65536, 262144, 1048576, 4194304, 16777216,
 )
 TOKENS_BUCKETS: tuple[float, ...] = (
     256, 1024, 4096, 16384, 32768, 65536, 131072, 262144, 1048576, 2097152,

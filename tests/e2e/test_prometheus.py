@@ -83,9 +83,10 @@ LANE_X = "session:agent:main:x"  # the brief's lane: must become openclaw_lane="
 OLD = 5000  # ms in the past: older than warn, so sessions are judged on the next scan
 
 # telemetry.md, "Histogram buckets"
-AGE_BUCKETS = (1e3, 5e3, 15e3, 30e3, 60e3, 120e3, 300e3, 600e3, 1.8e6, 3.6e6, 7.2e6, 21.6e6, 86.4e6)
-DURATION_BUCKETS = (5, 10, 25, 50, 100, 250, 500, 1e3, 2.5e3, 5e3, 10e3, 30e3, 60e3, 120e3, 300e3, 600e3)
-QUEUE_DEPTH_BUCKETS = (0, 1, 2, 5, 10, 20, 50, 100, 200, 500)
+JS_DEFAULT = (0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000)  # upstream's
+AGE_BUCKETS = JS_DEFAULT + (30e3, 60e3, 120e3, 300e3, 600e3, 1.8e6, 3.6e6, 7.2e6, 21.6e6, 86.4e6)
+DURATION_BUCKETS = JS_DEFAULT + (30e3, 60e3, 120e3, 300e3, 600e3, 1.8e6, 3.6e6)
+QUEUE_DEPTH_BUCKETS = JS_DEFAULT
 SCAN_BUCKETS = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 
 # The OTLP -> Prometheus translation of every instrument of telemetry.md (deploy.md's rule: dots

@@ -93,10 +93,13 @@ def test_the_gateway_contract_names() -> None:
 
 
 def test_histogram_buckets_are_the_spec_lists() -> None:
-    assert ins.AGE_BUCKETS_MS == (1e3, 5e3, 15e3, 30e3, 60e3, 120e3, 300e3, 600e3, 1.8e6, 3.6e6, 7.2e6, 21.6e6, 86.4e6)
-    assert ins.DURATION_BUCKETS_MS == (5, 10, 25, 50, 100, 250, 500, 1e3, 2.5e3, 5e3, 10e3, 30e3, 60e3, 120e3, 300e3, 600e3)
-    assert ins.QUEUE_DEPTH_BUCKETS == (0, 1, 2, 5, 10, 20, 50, 100, 200, 500)
-    assert ins.BYTES_BUCKETS == (256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216)
+    js_default = (0, 5, 10, 25, 50, 75, 100, 250, 500, 750, 1000, 2500, 5000, 7500, 10000)  # upstream's
+    assert ins.AGE_BUCKETS_MS == js_default + (30e3, 60e3, 120e3, 300e3, 600e3, 1.8e6, 3.6e6, 7.2e6, 21.6e6, 86.4e6)
+    assert ins.DURATION_BUCKETS_MS == js_default + (30e3, 60e3, 120e3, 300e3, 600e3, 1.8e6, 3.6e6)
+    assert ins.QUEUE_DEPTH_BUCKETS == js_default
+    assert ins.BYTES_BUCKETS == js_default + (16384, 65536, 262144, 1048576, 4194304, 16777216)
+    for layout in (ins.AGE_BUCKETS_MS, ins.DURATION_BUCKETS_MS, ins.QUEUE_DEPTH_BUCKETS, ins.BYTES_BUCKETS):
+        assert layout[:len(js_default)] == js_default  # a superset: every upstream le counts as upstream's
     assert ins.TOKENS_BUCKETS == (256, 1024, 4096, 16384, 32768, 65536, 131072, 262144, 1048576, 2097152)
     assert ins.SCAN_BUCKETS_MS == (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
     for spec in ins.INSTRUMENTS:

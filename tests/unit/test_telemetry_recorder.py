@@ -234,9 +234,8 @@ def test_histogram_values_land_in_the_right_buckets(tel: Setup) -> None:
     assert wait.bucket_counts[ins.DURATION_BUCKETS_MS.index(2.5e3)] == 1
     assert (wait.sum, wait.min, wait.max, wait.count) == (1250.0, 1250.0, 1250.0, 1)
     depth = [p for p in tel.points(ins.QUEUE_DEPTH.name) if p.attributes.get(ins.LANE) == "session"][0]
-    # queueSize 3 and 2 -> buckets (2, 5] and (1, 2]: upper-inclusive, as OTel defines them
-    assert depth.bucket_counts[ins.QUEUE_DEPTH_BUCKETS.index(5)] == 1
-    assert depth.bucket_counts[ins.QUEUE_DEPTH_BUCKETS.index(2)] == 1
+    # queueSize 3 and 2 -> both in (0, 5]: upper-inclusive, as OTel defines them
+    assert depth.bucket_counts[ins.QUEUE_DEPTH_BUCKETS.index(5)] == 2
     assert sum(depth.bucket_counts) == depth.count == 2
 
 
