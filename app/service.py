@@ -33,7 +33,8 @@ SKEW_WARNING_EVERY_MS = 600_000
 def recorder_for(settings: Settings, session_ids: SessionIds | None = None) -> Recorder:
     return build_recorder(gateway_attribute=settings.gateway_attribute,
                           cardinality_limit=settings.metric_cardinality_limit,
-                          session_ids=session_ids.exported if session_ids is not None else None)
+                          session_ids=session_ids.exported if session_ids is not None else None,
+                          metric_name_prefix=settings.metric_name_prefix)
 
 
 def build_executor(settings: Settings) -> Executor:

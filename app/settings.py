@@ -75,6 +75,10 @@ class Settings(BaseSettings):
 
     gateway_attribute: bool = Field(True, description="Add openclaw.gateway to metric attributes.")
     metric_cardinality_limit: int = Field(2048, ge=16, description="Distinct attribute sets per instrument.")
+    metric_name_prefix: str | None = Field(
+        None, pattern=r"^$|^[A-Za-z][A-Za-z0-9_.\-/]{0,127}$",
+        description="Replaces `openclaw.` in every metric name (upstream's metricNamePrefix); empty: no prefix.",
+    )
     export_session_ids: Literal["hash", "raw", "off"] = Field(
         "hash", description="Session ids on exported log records and spans: a keyed hash, as they are, or none.",
     )

@@ -25,6 +25,7 @@ from typing import Literal
 from telemetry import prometheus
 
 SCOPE_NAME = "openclaw"
+NAME_PREFIX = "openclaw."  # what OPENCLAW_DIAG_METRIC_NAME_PREFIX replaces (telemetry/store.py)
 DEFAULT_SERVICE_NAME = "openclaw-diagnostics"
 
 Kind = Literal["counter", "histogram", "gauge"]

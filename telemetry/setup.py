@@ -50,6 +50,7 @@ class TelemetryPipeline:
         metric_exporter: Any = None,
         log_exporter: Any = None,
         span_exporter: Any = None,
+        name_prefix: str | None = None,
     ) -> None:
         if config.signals and not config.process_env:
             # the exporters would read os.environ, not the mapping this config came from
@@ -59,7 +60,7 @@ class TelemetryPipeline:
             )
         self.config = config
         self.resource = build_resource()
-        self.store = MetricStore(self.resource, cardinality_limit, VERSION)
+        self.store = MetricStore(self.resource, cardinality_limit, VERSION, name_prefix)
         injected = [
             name
             for name, exporter in (("metrics", metric_exporter), ("logs", log_exporter), ("traces", span_exporter))
@@ -152,6 +153,7 @@ def build_recorder(
     log_exporter: Any = None,
     span_exporter: Any = None,
     session_ids: Callable[[str], str | None] | None = None,
+    metric_name_prefix: str | None = None,
 ) -> Recorder:
     """The service's recorder, configured from the process environment.
 
@@ -168,5 +170,6 @@ def build_recorder(
         metric_exporter=metric_exporter,
         log_exporter=log_exporter,
         span_exporter=span_exporter,
+        name_prefix=metric_name_prefix,
     )
     return OtelRecorder(pipeline, gateway_attribute=gateway_attribute, session_ids=session_ids)

@@ -250,6 +250,7 @@ class MetricStore:
         resource: Resource,
         cardinality_limit: int = 2048,
         scope_version: str | None = None,
+        name_prefix: str | None = None,
     ) -> None:
         if cardinality_limit < 1:
             raise ValueError("cardinality_limit must be >= 1")
@@ -260,12 +261,20 @@ class MetricStore:
         self.start_ns = time.time_ns()
         self._instruments: dict[str, _Instrument] = {}
         self._observed: dict[str, _Observed] = {}
+        self.name_prefix = name_prefix
         for spec in ins.INSTRUMENTS:
             if spec.kind != "gauge" and spec is not ins.MONITOR_EXPORT_FAILURES:
                 self._instruments[spec.name] = _Instrument(spec, self)
         self._overflow = self._instruments[ins.MONITOR_TELEMETRY_OVERFLOW.name]
 
     # -- writing --------------------------------------------------------------------------
+    def exported_name(self, name: str) -> str:
+        """Upstream's `metricNamePrefix` (OPENCLAW_DIAG_METRIC_NAME_PREFIX): it replaces the
+        `openclaw.` of every name that has it; unset keeps the names, `gen_ai.*` never changes."""
+        if self.name_prefix is None or not name.startswith(ins.NAME_PREFIX):
+            return name
+        return self.name_prefix + name[len(ins.NAME_PREFIX):]
+
     def instrument(self, spec: InstrumentSpec) -> _Instrument:
         return self._instruments[spec.name]
 
@@ -350,7 +359,7 @@ class MetricStore:
                 for series in series_list
             ]
             data = Sum(data_points=number_points, aggregation_temporality=_CUMULATIVE, is_monotonic=True)
-        return Metric(name=spec.name, description=spec.description, unit=spec.unit, data=data)
+        return Metric(name=self.exported_name(spec.name), description=spec.description, unit=spec.unit, data=data)
 
     def _observed_metric(self, observed: _Observed, now: int) -> Metric | None:
         spec = observed.spec
@@ -392,4 +401,4 @@ class MetricStore:
             data: Any = Gauge(data_points=points)
         else:
             data = Sum(data_points=points, aggregation_temporality=_CUMULATIVE, is_monotonic=True)
-        return Metric(name=spec.name, description=spec.description, unit=spec.unit, data=data)
+        return Metric(name=self.exported_name(spec.name), description=spec.description, unit=spec.unit, data=data)

@@ -180,3 +180,22 @@ def test_concurrent_scrapes_never_mix_samples() -> None:
             assert len(lines) == 1, lines
     finally:
         recorder.shutdown()
+
+
+@pytest.mark.parametrize(("prefix", "tokens", "events"), [
+    ("acme.", "acme_tokens_total", "acme_monitor_events_total"),
+    ("acme.openclaw.", "acme_openclaw_tokens_total", "acme_openclaw_monitor_events_total"),
+    ("", "tokens_total", "monitor_events_total"),
+])
+def test_the_metric_name_prefix_replaces_openclaw(prefix: str, tokens: str, events: str) -> None:
+    """OPENCLAW_DIAG_METRIC_NAME_PREFIX, as upstream's metricNamePrefix: it replaces `openclaw.`
+    on every name that has it; unset keeps every name."""
+    recorder = build_recorder(True, 2048, env={}, metric_name_prefix=prefix)
+    try:
+        drive_all(recorder)
+        text = recorder.render_metrics()[0].decode()
+        names = set(series(text))
+        assert tokens in names and events in names
+        assert not any(name.startswith("openclaw_") for name in names)
+    finally:
+        recorder.shutdown()
