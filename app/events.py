@@ -37,6 +37,13 @@ class ContextSize(msgspec.Struct, omit_defaults=True):
     used: Amount | None = None
 
 
+class ParamsSummary(msgspec.Struct, omit_defaults=True):
+    """A tool call's parameters, summarised by the gateway: their JSON kind (and length)."""
+
+    kind: Str | None = None
+    length: Count | None = None
+
+
 class Event(msgspec.Struct, omit_defaults=True):
     """Every field any event type may carry that the service acts on. Unknown fields are skipped."""
 
@@ -59,6 +66,14 @@ class Event(msgspec.Struct, omit_defaults=True):
     toolName: Str | None = None
     toolCallId: Str | None = None
     toolSource: Str | None = None
+    toolOwner: Str | None = None
+    paramsSummary: ParamsSummary | None = None
+    deniedReason: Str | None = None
+    # tool.loop
+    level: Str | None = None
+    detector: Str | None = None
+    count: Count | None = None
+    pairedToolName: Str | None = None
     provider: Str | None = None
     model: Str | None = None
     callId: Str | None = None

@@ -37,7 +37,8 @@ def _keys(*pairs: tuple[str, str]) -> tuple[tuple[str, str], ...]:
 _CHANNEL = (ins.CHANNEL, "channel")
 _OUTCOME = (ins.OUTCOME, "outcome")
 _ERROR = (ins.ERROR_CATEGORY, "errorCategory")
-_TOOL = _keys((ins.TOOL_NAME, "toolName"), (ins.TOOL_SOURCE, "toolSource"))
+_TOOL = _keys((ins.GEN_AI_TOOL_NAME, "toolName"), (ins.TOOL_NAME, "toolName"), (ins.TOOL_SOURCE, "toolSource"),
+              (ins.TOOL_OWNER, "toolOwner"), (ins.TOOL_PARAMS_KIND, "paramsSummary.kind"))
 _WEBHOOK = _keys(_CHANNEL, (ins.WEBHOOK, "updateType"))
 _MODEL_CALL = _keys((ins.PROVIDER, "provider"), (ins.MODEL, "model"), (ins.API, "api"), (ins.TRANSPORT, "transport"),
                     (ins.OBSERVATION_UNIT, "observationUnit"))
@@ -82,8 +83,12 @@ RULES: dict[str, Rule] = {
     ),
     "tool.execution.completed": Rule(_TOOL, histograms=((ins.TOOL_DURATION, "durationMs"),)),
     "tool.execution.error": Rule(_TOOL + (_ERROR,), histograms=((ins.TOOL_DURATION, "durationMs"),)),
-    "tool.execution.blocked": Rule(_TOOL, counters=(ins.TOOL_BLOCKED,)),
-    "tool.loop": Rule(_keys((ins.TOOL_NAME, "toolName")), counters=(ins.TOOL_LOOP,)),
+    "tool.execution.blocked": Rule(_TOOL + ((ins.DENIED_REASON, "deniedReason"),), counters=(ins.TOOL_BLOCKED,)),
+    "tool.loop": Rule(
+        _keys((ins.TOOL_NAME, "toolName"), (ins.LOOP_LEVEL, "level"), (ins.LOOP_ACTION, "action"),
+              (ins.LOOP_DETECTOR, "detector"), (ins.LOOP_COUNT, "count"), (ins.LOOP_PAIRED_TOOL, "pairedToolName")),
+        counters=(ins.TOOL_LOOP,),
+    ),
     "webhook.received": Rule(_WEBHOOK, counters=(ins.WEBHOOK_RECEIVED,)),
     "webhook.processed": Rule(_WEBHOOK, histograms=((ins.WEBHOOK_DURATION, "durationMs"),)),
     "webhook.error": Rule(_WEBHOOK, counters=(ins.WEBHOOK_ERROR,)),
@@ -132,8 +137,11 @@ def record(inst: Any, pairs: tuple, value: float) -> None:
 def _compile(index: int, rule: Rule, store: MetricStore) -> Handler:
     keys = tuple(key for key, _ in rule.attributes)
     fields = tuple(field for _, field in rule.attributes)
-    if len(fields) > 1:
-        values_of: Callable[[Any], tuple] = attrgetter(*fields)
+    if any("." in field for field in fields):  # a nested field, whose parent may be absent
+        getters = [_nested(field) if "." in field else attrgetter(field) for field in fields]
+        values_of: Callable[[Any], tuple] = lambda e: tuple(get(e) for get in getters)  # noqa: E731
+    elif len(fields) > 1:
+        values_of = attrgetter(*fields)
     elif fields:
         one = attrgetter(fields[0])
         values_of = lambda e: (one(e),)  # noqa: E731
@@ -168,6 +176,17 @@ def _compile(index: int, rule: Rule, store: MetricStore) -> Handler:
                 series.record(value)
 
     return handle
+
+
+def _nested(path: str) -> Callable[[Any], Any]:
+    parent, child = path.split(".", 1)
+    get_parent, get_child = attrgetter(parent), attrgetter(child)
+
+    def get(event: Any) -> Any:
+        value = get_parent(event)
+        return None if value is None else get_child(value)
+
+    return get
 
 
 def _usage(store: MetricStore) -> Handler:

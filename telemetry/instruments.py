@@ -58,6 +58,15 @@ ERROR_CATEGORY = "openclaw.errorCategory"
 FAILURE_KIND = "openclaw.failureKind"
 TOOL_NAME = "openclaw.toolName"
 TOOL_SOURCE = "openclaw.tool.source"
+GEN_AI_TOOL_NAME = "gen_ai.tool.name"
+TOOL_OWNER = "openclaw.tool.owner"
+TOOL_PARAMS_KIND = "openclaw.tool.params.kind"
+DENIED_REASON = "openclaw.deniedReason"
+LOOP_LEVEL = "openclaw.loop.level"
+LOOP_ACTION = "openclaw.loop.action"
+LOOP_DETECTOR = "openclaw.loop.detector"
+LOOP_COUNT = "openclaw.loop.count"
+LOOP_PAIRED_TOOL = "openclaw.loop.paired_tool"
 WEBHOOK = "openclaw.webhook"
 SOURCE = "openclaw.source"
 DELIVERY_KIND = "openclaw.delivery.kind"
@@ -310,16 +319,18 @@ MODEL_FAILOVER = InstrumentSpec(
 )
 TOOL_DURATION = InstrumentSpec(
     "openclaw.tool.execution.duration_ms", "histogram", "ms", "Tool execution duration.",
-    (TOOL_NAME, TOOL_SOURCE, ERROR_CATEGORY), DURATION_BUCKETS_MS, value_type="float",
+    (GEN_AI_TOOL_NAME, TOOL_NAME, TOOL_SOURCE, TOOL_OWNER, TOOL_PARAMS_KIND, ERROR_CATEGORY), DURATION_BUCKETS_MS,
+    value_type="float",
     produced_when="`tool.execution.completed` / `.error` `durationMs`",
 )
 TOOL_BLOCKED = InstrumentSpec(
     "openclaw.tool.execution.blocked", "counter", "1", "Tool executions blocked.",
-    (TOOL_NAME, TOOL_SOURCE), produced_when="`tool.execution.blocked`",
+    (GEN_AI_TOOL_NAME, TOOL_NAME, TOOL_SOURCE, TOOL_OWNER, TOOL_PARAMS_KIND, DENIED_REASON),
+    produced_when="`tool.execution.blocked`",
 )
 TOOL_LOOP = InstrumentSpec(
     "openclaw.tool.loop", "counter", "1", "Tool loops detected.",
-    (TOOL_NAME,), produced_when="`tool.loop`",
+    (TOOL_NAME, LOOP_LEVEL, LOOP_ACTION, LOOP_DETECTOR, LOOP_COUNT, LOOP_PAIRED_TOOL), produced_when="`tool.loop`",
 )
 WEBHOOK_RECEIVED = InstrumentSpec(
     "openclaw.webhook.received", "counter", "1", "Webhook requests received.",

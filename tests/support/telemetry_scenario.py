@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.events import ContextSize, Event, Usage
+from app.events import ContextSize, Event, ParamsSummary, Usage
 from telemetry.record import GatewayStatus, LiveSources, Recorder, SessionCount
 
 GW = "gw-1"
@@ -51,10 +51,16 @@ def gateway_events() -> list[Event]:
             usage=Usage(input=1000, output=200, cacheRead=50, cacheWrite=10, promptTokens=1000, total=1260),
             context=ContextSize(limit=128_000, used=9_000), costUsd=0.25, **_ids,
         ),
-        Event(type="tool.execution.completed", toolName="exec", toolSource="builtin", toolCallId=TOOL_CALL_ID, durationMs=42.0, **_ids),
-        Event(type="tool.execution.error", toolName="exec", toolSource="builtin", toolCallId=TOOL_CALL_ID, errorCategory="EACCES", durationMs=5.0, **_ids),
-        Event(type="tool.execution.blocked", toolName="exec", toolSource="builtin", toolCallId=TOOL_CALL_ID, **_ids),
-        Event(type="tool.loop", toolName="exec", **_ids),
+        Event(type="tool.execution.completed", toolName="exec", toolSource="core", toolOwner="core",
+              paramsSummary=ParamsSummary(kind="object"), toolCallId=TOOL_CALL_ID, durationMs=42.0, **_ids),
+        Event(type="tool.execution.error", toolName="exec", toolSource="core", toolOwner="core",
+              paramsSummary=ParamsSummary(kind="object"), toolCallId=TOOL_CALL_ID, errorCategory="EACCES",
+              durationMs=5.0, **_ids),
+        Event(type="tool.execution.blocked", toolName="exec", toolSource="core", toolOwner="core",
+              paramsSummary=ParamsSummary(kind="string", length=12), deniedReason="policy", reason="not allowed",
+              toolCallId=TOOL_CALL_ID, **_ids),
+        Event(type="tool.loop", toolName="exec", level="warning", action="warn", detector="generic_repeat", count=5,
+              **_ids),
         Event(type="webhook.received", channel="telegram", updateType="message"),
         Event(type="webhook.processed", channel="telegram", updateType="message", durationMs=30.0),
         Event(type="webhook.error", channel="telegram", updateType="message"),

@@ -154,6 +154,7 @@ def test_session_state_counter_and_not_from_event_applied(tel: Setup) -> None:
 # event_applied: the gateway contract
 # --------------------------------------------------------------------------------------------
 MODEL_CALL = k(provider="openai", model="gpt-5", api="openai-completions", transport="sse")
+TOOL = {ins.GEN_AI_TOOL_NAME: "exec", ins.TOOL_NAME: "exec", ins.TOOL_SOURCE: "core", ins.TOOL_OWNER: "core"}
 EXPECTED: list[tuple[str, dict[str, Any], float]] = [
     # instrument, attributes (gateway added by the test), count (counter value / histogram count)
     (ins.MESSAGE_QUEUED.name, k(channel="telegram", source="telegram"), 1),
@@ -189,10 +190,11 @@ EXPECTED: list[tuple[str, dict[str, Any], float]] = [
     (ins.COST_USD.name, k(channel="telegram", provider="openai", model="gpt-5"), 0.25),
     (ins.CONTEXT_TOKENS.name, k(context="limit", channel="telegram", provider="openai", model="gpt-5"), 1),
     (ins.CONTEXT_TOKENS.name, k(context="used", channel="telegram", provider="openai", model="gpt-5"), 1),
-    (ins.TOOL_DURATION.name, {ins.TOOL_NAME: "exec", ins.TOOL_SOURCE: "builtin"}, 1),
-    (ins.TOOL_DURATION.name, {ins.TOOL_NAME: "exec", ins.TOOL_SOURCE: "builtin", ins.ERROR_CATEGORY: "EACCES"}, 1),
-    (ins.TOOL_BLOCKED.name, {ins.TOOL_NAME: "exec", ins.TOOL_SOURCE: "builtin"}, 1),
-    (ins.TOOL_LOOP.name, {ins.TOOL_NAME: "exec"}, 1),
+    (ins.TOOL_DURATION.name, {**TOOL, ins.TOOL_PARAMS_KIND: "object"}, 1),
+    (ins.TOOL_DURATION.name, {**TOOL, ins.TOOL_PARAMS_KIND: "object", ins.ERROR_CATEGORY: "EACCES"}, 1),
+    (ins.TOOL_BLOCKED.name, {**TOOL, ins.TOOL_PARAMS_KIND: "string", ins.DENIED_REASON: "policy"}, 1),
+    (ins.TOOL_LOOP.name, {ins.TOOL_NAME: "exec", ins.LOOP_LEVEL: "warning", ins.LOOP_ACTION: "warn",
+                          ins.LOOP_DETECTOR: "generic_repeat", ins.LOOP_COUNT: "5"}, 1),
     (ins.WEBHOOK_RECEIVED.name, k(channel="telegram", webhook="message"), 1),
     (ins.WEBHOOK_DURATION.name, k(channel="telegram", webhook="message"), 1),
     (ins.WEBHOOK_ERROR.name, k(channel="telegram", webhook="message"), 1),

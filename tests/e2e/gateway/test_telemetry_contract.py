@@ -19,16 +19,7 @@ DOC = "docs/gateway/opentelemetry/model-calls-and-metrics.md"
 _LINE = re.compile(r"^- `([a-z_.]+)` \(([a-z]+)(.*)$", re.M)
 
 # instrument -> (keys upstream documents that we lack, keys we add that it does not)
-NOT_YET: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "openclaw.tool.execution.duration_ms": (
-        frozenset({"gen_ai.tool.name", "openclaw.tool.owner", "openclaw.tool.params.kind"}), frozenset()),
-    "openclaw.tool.execution.blocked": (
-        frozenset({"gen_ai.tool.name", "openclaw.tool.owner", "openclaw.tool.params.kind", "openclaw.deniedReason"}),
-        frozenset()),
-    "openclaw.tool.loop": (
-        frozenset({"openclaw.loop.action", "openclaw.loop.count", "openclaw.loop.detector", "openclaw.loop.level",
-                   "openclaw.loop.paired_tool"}), frozenset()),
-}
+NOT_YET: dict[str, tuple[frozenset[str], frozenset[str]]] = {}
 
 
 def documented(text: str) -> dict[str, tuple[str, frozenset[str] | None]]:
