@@ -190,8 +190,11 @@ def _nested(path: str) -> Callable[[Any], Any]:
 
 
 def _usage(store: MetricStore) -> Handler:
-    """`model.usage`: a token point per non-zero usage field, the cost, the context sizes."""
-    tokens, cost, context_tokens = (store.instrument(s) for s in (ins.TOKENS, ins.COST_USD, ins.CONTEXT_TOKENS))
+    """`model.usage`: a token point per non-zero usage field, the cost, the context sizes, and
+    the run's duration when it reports one (upstream records `openclaw.run.duration_ms` from it)."""
+    tokens, cost, context_tokens, run_duration = (
+        store.instrument(s) for s in (ins.TOKENS, ins.COST_USD, ins.CONTEXT_TOKENS, ins.RUN_DURATION)
+    )
 
     def handle(e: Any, gateway: Any) -> None:
         base = ((ins.GATEWAY, gateway), (ins.CHANNEL, e.channel), (ins.PROVIDER, e.provider), (ins.MODEL, e.model))
@@ -204,6 +207,8 @@ def _usage(store: MetricStore) -> Handler:
                     add(tokens, ((ins.TOKEN, token),) + by_agent, value)
         if e.costUsd:
             add(cost, base, e.costUsd)
+        if e.durationMs is not None:
+            record(run_duration, base, e.durationMs)
         context = e.context
         if context is not None:
             if context.limit is not None:

@@ -290,7 +290,7 @@ CONTEXT_TOKENS = InstrumentSpec(
 RUN_DURATION = InstrumentSpec(
     "openclaw.run.duration_ms", "histogram", "ms", "Agent run duration.",
     (CHANNEL, PROVIDER, MODEL), DURATION_BUCKETS_MS, value_type="float",
-    produced_when="`run.completed` `durationMs`",
+    produced_when="`run.completed` and `model.usage` `durationMs`",
 )
 MODEL_CALL_DURATION = InstrumentSpec(
     "openclaw.model_call.duration_ms", "histogram", "ms", "Model call duration.",

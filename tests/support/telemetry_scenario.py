@@ -49,7 +49,7 @@ def gateway_events() -> list[Event]:
         Event(
             type="model.usage", channel="telegram", agentId="main", provider="openai", model="gpt-5",
             usage=Usage(input=1000, output=200, cacheRead=50, cacheWrite=10, promptTokens=1000, total=1260),
-            context=ContextSize(limit=128_000, used=9_000), costUsd=0.25, **_ids,
+            context=ContextSize(limit=128_000, used=9_000), costUsd=0.25, durationMs=2_500, **_ids,
         ),
         Event(type="tool.execution.completed", toolName="exec", toolSource="core", toolOwner="core",
               paramsSummary=ParamsSummary(kind="object"), toolCallId=TOOL_CALL_ID, durationMs=42.0, **_ids),

@@ -167,7 +167,8 @@ EXPECTED: list[tuple[str, dict[str, Any], float]] = [
     (ins.QUEUE_DEPTH.name, k(channel="heartbeat"), 1),
     (ins.QUEUE_WAIT.name, k(lane="session"), 1),
     (ins.RUN_ATTEMPT.name, k(attempt="2"), 1),
-    (ins.RUN_DURATION.name, k(channel="telegram", provider="openai", model="gpt-5"), 1),
+    # one point from run.completed, one from model.usage (upstream records the run duration there)
+    (ins.RUN_DURATION.name, k(channel="telegram", provider="openai", model="gpt-5"), 2),
     (ins.MODEL_CALL_DURATION.name,
      {**k(provider="openai", model="gpt-5", api="openai-completions", transport="sse"), ins.OBSERVATION_UNIT: "request"},
      1),
