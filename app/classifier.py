@@ -25,6 +25,9 @@ _LONG, _STALLED_RUN, _BLOCKED, _STALE = (Classification.LONG_RUNNING, Classifica
     Reason.QUEUED_BEHIND_TERMINAL_ACTIVE_WORK, Reason.ACTIVE_WORK_WITHOUT_PROGRESS,
     Reason.QUEUED_BEHIND_ACTIVE_WORK, Reason.ACTIVE_WORK, Reason.QUEUED_BEHIND_UNTRACKED_ACTIVE_PROGRESS,
     Reason.UNTRACKED_ACTIVE_PROGRESS)
+_PROVIDER_RETRY_WAIT, _RUNTIME_OWNED_WAIT, _REPEATED_REQUESTS, _MODEL_CALL_NO_PROGRESS = (
+    Reason.PROVIDER_RETRY_WAIT, Reason.RUNTIME_OWNED_WAIT, Reason.REPEATED_MODEL_REQUESTS_WITHOUT_PROGRESS,
+    Reason.ACTIVE_MODEL_CALL_WITHOUT_PROGRESS)
 
 _TERMINAL_REASONS = frozenset({"run:completed", "embedded_run:ended"})
 _TERMINAL_MARKERS = (
@@ -119,3 +122,60 @@ def classify_session_attention(
         reason = _QUEUED_UNTRACKED if queued else _UNTRACKED
         return AttentionResult(LONG_RUNNING, reason, _LONG, None, False)
     return _stuck(_QUEUED_NO_RUN if queued else _STALE_STATE)
+
+
+@dataclass(slots=True, kw_only=True)
+class GatewayWaits:
+    """What the `openclaw-2026.9` profile's first rows read that no forwarded event carries
+    today: a provider retry wait's deadline, whether the runtime owns the session's liveness, and
+    how long repeated model requests have made no progress. None / False: not known (the rows
+    that need them do not fire)."""
+
+    retry_wait_until_ms: int | None = None
+    runtime_owns_liveness: bool = False
+    repeated_request_no_progress_ms: int | None = None
+
+
+NO_WAITS = GatewayWaits()
+
+
+def classify_session_attention_2026_9(
+    *,
+    state: SessionState | None,
+    queue_depth: int,
+    activity: ActivitySnapshot | None,
+    stale_ms: int,
+    abort_ms: int | None,
+    now_ms: int,
+    waits: GatewayWaits = NO_WAITS,
+) -> AttentionResult:
+    """The decision table of the gateways in the field (`openclaw@2026.9.6`,
+    `classifySessionAttention` in its dist): the first matching row wins. Beside the seed's it
+    has the wait rows, calls a model call an embedded run owns long-running until the abort
+    threshold, and has no row for untracked progress (no active work is stuck)."""
+    activity = activity or EMPTY_SNAPSHOT
+    kind = activity.active_work_kind
+    if waits.retry_wait_until_ms is not None and now_ms < waits.retry_wait_until_ms:
+        return AttentionResult(LONG_RUNNING, _PROVIDER_RETRY_WAIT, _LONG, kind, False)
+    if waits.runtime_owns_liveness:
+        return AttentionResult(LONG_RUNNING, _RUNTIME_OWNED_WAIT, _LONG, kind, False)
+    queued = queue_depth > 0
+    if kind is None:
+        return _stuck(_QUEUED_NO_RUN if queued else _STALE_STATE)
+    lp = activity.last_progress_age_ms or 0
+    owned = activity.has_active_embedded_run is True
+    if owned and abort_ms is not None and (waits.repeated_request_no_progress_ms or 0) >= abort_ms:
+        return AttentionResult(STALLED, _REPEATED_REQUESTS, _STALLED_RUN, kind, False)
+    if state == "idle" and queued and not owned and lp > stale_ms:
+        return AttentionResult(STUCK, _QUEUED_NO_RUN, _STALE, None, True)
+    if kind == "tool_call" and (activity.active_tool_age_ms or 0) > stale_ms and lp > stale_ms:
+        return AttentionResult(STALLED, _BLOCKED_TOOL, _BLOCKED, kind, False)
+    if queued and kind == "embedded_run" and is_terminal_progress_reason(activity.last_progress_reason):
+        return AttentionResult(STALLED, _QUEUED_TERMINAL, _STALLED_RUN, kind, False)
+    if kind == "model_call" and owned and lp > stale_ms:
+        if abort_ms is not None and lp >= abort_ms:
+            return AttentionResult(STALLED, _NO_PROGRESS, _STALLED_RUN, kind, False)
+        return AttentionResult(LONG_RUNNING, _MODEL_CALL_NO_PROGRESS, _LONG, kind, False)
+    if lp > stale_ms:
+        return AttentionResult(STALLED, _NO_PROGRESS, _STALLED_RUN, kind, False)
+    return AttentionResult(LONG_RUNNING, _QUEUED_ACTIVE if queued else _ACTIVE, _LONG, kind, False)

@@ -31,6 +31,11 @@ class Reason(StrEnum):
     ACTIVE_WORK = "active_work"
     QUEUED_BEHIND_UNTRACKED_ACTIVE_PROGRESS = "queued_behind_untracked_active_progress"
     UNTRACKED_ACTIVE_PROGRESS = "untracked_active_progress"
+    # the openclaw-2026.9 profile's rows (app/classifier.py, classify_session_attention_2026_9)
+    PROVIDER_RETRY_WAIT = "provider_retry_wait"
+    RUNTIME_OWNED_WAIT = "runtime_owned_wait"
+    REPEATED_MODEL_REQUESTS_WITHOUT_PROGRESS = "repeated_model_requests_without_progress"
+    ACTIVE_MODEL_CALL_WITHOUT_PROGRESS = "active_model_call_without_progress"
 
 
 class Classification(StrEnum):
