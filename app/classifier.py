@@ -52,6 +52,9 @@ class ActivitySnapshot:
     active_tool_age_ms: int | None = None
     last_progress_age_ms: int | None = None
     last_progress_reason: str | None = None
+    # read by the openclaw-2026.9 table only (classify_session_attention_2026_9)
+    repeated_request_no_progress_age_ms: int | None = None
+    active_retry_wait_deadline_at_ms: int | None = None
 
 
 EMPTY_SNAPSHOT = ActivitySnapshot()
@@ -124,21 +127,6 @@ def classify_session_attention(
     return _stuck(_QUEUED_NO_RUN if queued else _STALE_STATE)
 
 
-@dataclass(slots=True, kw_only=True)
-class GatewayWaits:
-    """What the `openclaw-2026.9` profile's first rows read that no forwarded event carries
-    today: a provider retry wait's deadline, whether the runtime owns the session's liveness, and
-    how long repeated model requests have made no progress. None / False: not known (the rows
-    that need them do not fire)."""
-
-    retry_wait_until_ms: int | None = None
-    runtime_owns_liveness: bool = False
-    repeated_request_no_progress_ms: int | None = None
-
-
-NO_WAITS = GatewayWaits()
-
-
 def classify_session_attention_2026_9(
     *,
     state: SessionState | None,
@@ -147,24 +135,30 @@ def classify_session_attention_2026_9(
     stale_ms: int,
     abort_ms: int | None,
     now_ms: int,
-    waits: GatewayWaits = NO_WAITS,
+    runtime_owns_liveness: bool = False,
 ) -> AttentionResult:
     """The decision table of the gateways in the field (`openclaw@2026.9.6`,
     `classifySessionAttention` in its dist): the first matching row wins. Beside the seed's it
     has the wait rows, calls a model call an embedded run owns long-running until the abort
-    threshold, and has no row for untracked progress (no active work is stuck)."""
+    threshold, and has no row for untracked progress (no active work is stuck).
+
+    `now_ms` is the clock the retry-wait deadline is read against (upstream reads Date.now());
+    `runtime_owns_liveness` is upstream's `runtimeOwnsLiveness`. What no forwarded event carries
+    yet (the retry deadline, repeated requests, who owns liveness) is None / False: the rows that
+    need it do not fire."""
     activity = activity or EMPTY_SNAPSHOT
     kind = activity.active_work_kind
-    if waits.retry_wait_until_ms is not None and now_ms < waits.retry_wait_until_ms:
+    deadline = activity.active_retry_wait_deadline_at_ms
+    if deadline is not None and now_ms < deadline:
         return AttentionResult(LONG_RUNNING, _PROVIDER_RETRY_WAIT, _LONG, kind, False)
-    if waits.runtime_owns_liveness:
+    if runtime_owns_liveness:
         return AttentionResult(LONG_RUNNING, _RUNTIME_OWNED_WAIT, _LONG, kind, False)
     queued = queue_depth > 0
     if kind is None:
         return _stuck(_QUEUED_NO_RUN if queued else _STALE_STATE)
     lp = activity.last_progress_age_ms or 0
     owned = activity.has_active_embedded_run is True
-    if owned and abort_ms is not None and (waits.repeated_request_no_progress_ms or 0) >= abort_ms:
+    if owned and abort_ms is not None and (activity.repeated_request_no_progress_age_ms or 0) >= abort_ms:
         return AttentionResult(STALLED, _REPEATED_REQUESTS, _STALLED_RUN, kind, False)
     if state == "idle" and queued and not owned and lp > stale_ms:
         return AttentionResult(STUCK, _QUEUED_NO_RUN, _STALE, None, True)

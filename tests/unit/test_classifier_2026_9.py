@@ -6,20 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from app.classifier import (
-    ActivitySnapshot,
-    GatewayWaits,
-    classify_session_attention,
-    classify_session_attention_2026_9,
-)
+from app.classifier import ActivitySnapshot, classify_session_attention, classify_session_attention_2026_9
 
 WARN, ABORT, NOW = 30_000, 90_000, 1_800_000_000_000
 
 
-def verdict(state="processing", queue=0, waits=GatewayWaits(), **activity):
+def verdict(state="processing", queue=0, runtime_owns_liveness=False, **activity):
     result = classify_session_attention_2026_9(
         state=state, queue_depth=queue, activity=ActivitySnapshot(**activity), stale_ms=WARN, abort_ms=ABORT,
-        now_ms=NOW, waits=waits)
+        now_ms=NOW, runtime_owns_liveness=runtime_owns_liveness)
     return result.event_type, result.reason, result.classification, result.recovery_eligible
 
 
@@ -28,14 +23,14 @@ MODEL_CALL = {"active_work_kind": "model_call", "has_active_embedded_run": True}
 
 @pytest.mark.parametrize(("case", "expected"), [
     # the wait rows come first, whatever the activity
-    ({"waits": GatewayWaits(retry_wait_until_ms=NOW + 1), **MODEL_CALL, "last_progress_age_ms": 10 * ABORT},
+    ({"active_retry_wait_deadline_at_ms": NOW + 1, **MODEL_CALL, "last_progress_age_ms": 10 * ABORT},
      ("session.long_running", "provider_retry_wait", "long_running", False)),
-    ({"waits": GatewayWaits(retry_wait_until_ms=NOW), **MODEL_CALL, "last_progress_age_ms": 10 * ABORT},
+    ({"active_retry_wait_deadline_at_ms": NOW, **MODEL_CALL, "last_progress_age_ms": 10 * ABORT},
      ("session.stalled", "active_work_without_progress", "stalled_agent_run", False)),  # the wait is over
-    ({"waits": GatewayWaits(runtime_owns_liveness=True)},
+    ({"runtime_owns_liveness": True},
      ("session.long_running", "runtime_owned_wait", "long_running", False)),
     # repeated model requests without progress, past abort, in an embedded run
-    ({"waits": GatewayWaits(repeated_request_no_progress_ms=ABORT), **MODEL_CALL, "last_progress_age_ms": 1},
+    ({"repeated_request_no_progress_age_ms": ABORT, **MODEL_CALL, "last_progress_age_ms": 1},
      ("session.stalled", "repeated_model_requests_without_progress", "stalled_agent_run", False)),
     # an owned, silent model call: long-running from warn, stalled only at abort
     ({**MODEL_CALL, "last_progress_age_ms": WARN + 1},
