@@ -102,6 +102,7 @@ class Event(msgspec.Struct, omit_defaults=True):
     attempt: Count | None = None
     updateType: Str | None = None
     deliveryKind: Str | None = None
+    gatewayVersion: Annotated[str, msgspec.Meta(max_length=64)] | None = None  # forwarder.keepalive
     observationUnit: Str | None = None
     # model.failover
     fromProvider: Str | None = None

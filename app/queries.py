@@ -277,6 +277,7 @@ class LocalQueries:
                 "sessions": self.store.session_count_of(info.gateway_id),
                 "forwarderQueued": info.forwarder_queued,
                 "forwarderDropped": info.forwarder_dropped,
+                "gatewayVersion": info.gateway_version,
             }
             for info in self.store.gateway_infos() if visible(scope, info.gateway_id)
         ]

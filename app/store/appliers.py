@@ -270,6 +270,8 @@ class EventAppliers:
         result.session = session
 
     def _apply_keepalive(self, info: GatewayInfo, event: Event, result: ApplyResult) -> None:
+        if event.gatewayVersion is not None:
+            info.gateway_version = event.gatewayVersion
         if event.queued is not None:
             info.forwarder_queued = event.queued
         if event.dropped is not None:

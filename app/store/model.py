@@ -251,6 +251,9 @@ class GatewayInfo:
     # (receive - ts) of the last keepalives, on their raw ts: once a gateway sends keepalives,
     # its skew is their median and nothing else moves it
     keepalive_skews: list[int] | None = None
+    # the gateway's version, as its forwarder's keepalive reports it (the classifier profile's
+    # input: docs/design.md)
+    gateway_version: str | None = None
 
     def observe_keepalive(self, received_at: int, ts: int) -> None:
         samples = self.keepalive_skews = [*(self.keepalive_skews or ())[-(KEEPALIVE_SAMPLES - 1):],
@@ -285,6 +288,7 @@ class GatewayInfo:
             self.skew_buckets, self.forwarder_queued, self.forwarder_dropped,
             [[k[0], k[1], v] for k, v in self.tombstones.items()],
             self.keepalive_skews,
+            self.gateway_version,
         ]
 
     @classmethod
@@ -293,6 +297,7 @@ class GatewayInfo:
         info = cls(_intern(gid), first, last, accepted, skew, buckets, queued, dropped)
         info.tombstones = {(a, b): exp for a, b, exp in tombstones}
         info.keepalive_skews = rest[0] if rest else None  # release 0.1 kept none
+        info.gateway_version = rest[1] if len(rest) > 1 else None  # nor did 0.2
         return info
 
 

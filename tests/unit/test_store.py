@@ -6,7 +6,7 @@ import msgspec
 import pytest
 
 from app.events import Event
-from app.store import ACCEPTED, DUPLICATE, IGNORED, Store
+from app.store import ACCEPTED, DUPLICATE, IGNORED, GatewayInfo, Store
 from tests.support.builders import recovery_outcome, recovery_request
 
 T0 = 1_800_000_000_000
@@ -372,3 +372,15 @@ def test_an_eviction_walk_costs_what_it_evicts_not_what_stays():
     assert [s.key for s in found] == ["fresh"]
     order = list(store.gateway_info("default").sessions)
     assert order[0] == "queued9" and order[-10:] == ["fresh", *[f"queued{i}" for i in range(9)]]
+
+
+def test_the_gateway_version_of_a_keepalive_is_kept_and_checkpointed(store):
+    """`forwarder.keepalive`'s gatewayVersion (the plugin reads it from the gateway it runs in)
+    is kept per gateway, survives a checkpoint, and a state written before it had one reads None."""
+    apply(store, "forwarder.keepalive", gatewayVersion="2026.9.6", queued=0)
+    apply(store, "forwarder.keepalive", T0 + 1, queued=0)  # a keepalive without it changes nothing
+    info = store.gateway_info("default")
+    assert info.gateway_version == "2026.9.6"
+    state = info.to_state()
+    assert GatewayInfo.from_state(state).gateway_version == "2026.9.6"
+    assert GatewayInfo.from_state(state[:-1]).gateway_version is None

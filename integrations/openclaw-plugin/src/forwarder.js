@@ -96,6 +96,7 @@ export class Forwarder {
     this.clock = deps.clock ?? systemClock;
     this.post = deps.post ?? postJson;
     this.logger = deps.logger ?? console;
+    this.gatewayVersion = typeof deps.gatewayVersion === "string" ? deps.gatewayVersion.slice(0, 64) : null;
     this.random = deps.random ?? Math.random;
     // The process's start time, not the forwarder's: stable across forwarder restarts (config
     // reloads) in one gateway process, whose seq keeps counting.
@@ -191,6 +192,8 @@ export class Forwarder {
       type: KEEPALIVE_TYPE,
       queued: this.queue.length,
       dropped: this.stats.dropped,
+      // the version of the gateway we run in: the service picks its classifier profile by it
+      ...(this.gatewayVersion ? { gatewayVersion: this.gatewayVersion } : {}),
       ts: this.clock.now(),
       gatewayId: this.config.gatewayId,
       eventId: `${this.config.gatewayId}:${this.processStart}:k${this.keepaliveSeq}`,

@@ -36,12 +36,12 @@ export function createPluginEntry(deps) {
   }
 
   /** Starts (or restarts after a config change or a service stop) the one forwarder. */
-  function ensureForwarder(config, logger) {
+  function ensureForwarder(config, logger, gatewayVersion) {
     const s = state();
     const key = JSON.stringify(config);
     if (s.forwarder && !s.forwarder.closed && s.configKey === key) return s.forwarder;
     stopForwarder();
-    const forwarder = new Forwarder(config, { logger, ...forwarderDeps });
+    const forwarder = new Forwarder(config, { logger, gatewayVersion, ...forwarderDeps });
     s.forwarder = forwarder;
     s.configKey = key;
     // The listener runs on the gateway's dispatcher path: hand off and return, never throw.
@@ -117,12 +117,14 @@ export function createPluginEntry(deps) {
       warnOnce(logger, "no-url", "openclaw-diagnostics: no serviceUrl configured (plugin config or OPENCLAW_DIAG_FORWARD_URL); forwarding is off");
       return;
     }
+    // `api.runtime.version`: the OpenClaw product version the gateway reports (its SDK docs).
+    const gatewayVersion = api.runtime?.version;
     // Subscribe now, not in the service's start(), so the gateway's start-up events are kept.
-    ensureForwarder(config, logger);
+    ensureForwarder(config, logger, gatewayVersion);
     api.registerService?.({
       id: SERVICE_ID,
       start: () => {
-        ensureForwarder(config, logger);
+        ensureForwarder(config, logger, gatewayVersion);
       },
       // The gateway calls stop() on shutdown: deliver what is queued (bounded by shutdownFlushMs).
       stop: () => stopForwarder(),

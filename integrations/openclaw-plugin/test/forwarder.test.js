@@ -218,6 +218,20 @@ describe("4xx handling", () => {
 });
 
 describe("bounded queue", () => {
+  it("tells the service the gateway's version in its keepalive, when the gateway gave one", async () => {
+    const rx = await receiver();
+    const setup = makeForwarder(rx.url, {}, { gatewayVersion: "2026.9.6" });
+    await started(rx, setup);
+    const keepalive = rx.events().find((e) => e.type === KEEPALIVE_TYPE);
+    assert.equal(keepalive.gatewayVersion, "2026.9.6");
+    const rx2 = await receiver();
+    const unversioned = makeForwarder(rx2.url);
+    await started(rx2, unversioned);
+    assert.equal("gatewayVersion" in rx2.events().find((e) => e.type === KEEPALIVE_TYPE), false);
+    await setup.forwarder.close();
+    await unversioned.forwarder.close();
+  });
+
   it("drops the oldest events beyond maxQueue and reports the count in the keepalive", async () => {
     const rx = await receiver();
     const { forwarder, clock, logger } = makeForwarder(rx.url, { batchSize: 5, maxQueue: 5 });
