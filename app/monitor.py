@@ -12,6 +12,7 @@ from typing import Any, Protocol
 from app.classifier import (
     AttentionResult,
     classify_session_attention,
+    classify_session_attention_2026_9,
     is_terminal_progress_reason,
 )
 from app.clock import Clock
@@ -20,7 +21,7 @@ from app.outcomes import RecoveryRequest
 from app.records import Record, eviction_record, memory_record
 from app.settings import Settings
 from app.store import IDLE, PROCESSING, Attention, GatewayInfo, Session, Store
-from app.vocabulary import AttentionKind
+from app.vocabulary import OPENCLAW_2026_9, SEED, AttentionKind, profile_for
 
 STALLED, STUCK = AttentionKind.STALLED, AttentionKind.STUCK  # see app/classifier.py: members are slow to look up
 
@@ -54,6 +55,7 @@ class MonitorConfig:
     gateway_silence_ms: int = 90_000
     session_idle_ttl_ms: int = 1_800_000
     max_sessions: int = 1_000_000
+    classifier_profile: str = SEED
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: int) -> MonitorConfig:
@@ -65,6 +67,7 @@ class MonitorConfig:
             "gateway_silence_ms": settings.gateway_silence_ms,
             "session_idle_ttl_ms": settings.session_idle_ttl_ms,
             "max_sessions": settings.max_sessions,
+            "classifier_profile": settings.classifier_profile,
         }
         return cls(**{**fields, **overrides})
 
@@ -92,6 +95,7 @@ class Monitor:
         self.recorder = recorder
         # After a start that restored sessions, no recovery until this service time.
         self.warm_until = warm_until
+        self._profiles: dict[str | None, str] = {}  # gateway version -> profile
         self.listeners: list[Listener] = []
         self.ticks = 0
         self.last_tick_at: int | None = None
@@ -153,6 +157,14 @@ class Monitor:
         # eviction after the scan, within half a tick: the verdicts never wait for it
         await self._evict(now, begun + self.config.scan_interval_ms / 2000)
 
+    def profile_of(self, info: GatewayInfo) -> str:
+        """The classifier profile of a gateway's sessions (app/vocabulary.py, profile_for)."""
+        version = info.gateway_version
+        profile = self._profiles.get(version)
+        if profile is None:
+            profile = self._profiles[version] = profile_for(self.config.classifier_profile, version)
+        return profile
+
     def _visit(self, session: Session, info: GatewayInfo, now: int, allow_recovery: bool) -> None:
         cfg = self.config
         warn = cfg.warn_ms
@@ -178,12 +190,22 @@ class Monitor:
             return
         snapshot = session.snapshot(gateway_now)
         progress_age = snapshot.last_progress_age_ms
-        result = classify_session_attention(
-            state=session.state,  # type: ignore[arg-type]
-            queue_depth=session.queue_depth,
-            activity=snapshot,
-            stale_ms=warn,
-        )
+        if self.profile_of(info) == OPENCLAW_2026_9:
+            result = classify_session_attention_2026_9(
+                state=session.state,  # type: ignore[arg-type]
+                queue_depth=session.queue_depth,
+                activity=snapshot,
+                stale_ms=warn,
+                abort_ms=cfg.abort_ms,
+                now_ms=gateway_now,
+            )
+        else:
+            result = classify_session_attention(
+                state=session.state,  # type: ignore[arg-type]
+                queue_depth=session.queue_depth,
+                activity=snapshot,
+                stale_ms=warn,
+            )
         if idle_queued_stall:
             attention_age = progress_age if progress_age is not None else age
         else:

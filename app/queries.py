@@ -278,6 +278,7 @@ class LocalQueries:
                 "forwarderQueued": info.forwarder_queued,
                 "forwarderDropped": info.forwarder_dropped,
                 "gatewayVersion": info.gateway_version,
+                "classifierProfile": service.monitor.profile_of(info),
             }
             for info in self.store.gateway_infos() if visible(scope, info.gateway_id)
         ]

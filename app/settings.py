@@ -79,6 +79,9 @@ class Settings(BaseSettings):
         None, pattern=r"^$|^[A-Za-z][A-Za-z0-9_.\-/]{0,127}$",
         description="Replaces `openclaw.` in every metric name (upstream's metricNamePrefix); empty: no prefix.",
     )
+    classifier_profile: Literal["seed", "openclaw-2026.9", "auto"] = Field(
+        "auto", description="Decision table: the seed's, the 2026.9 gateways', or per gateway by its reported version.",
+    )
     export_session_ids: Literal["hash", "raw", "off"] = Field(
         "hash", description="Session ids on exported log records and spans: a keyed hash, as they are, or none.",
     )

@@ -8,6 +8,7 @@ from any of them finds its entry in the tables below.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 
@@ -55,3 +56,19 @@ KIND_OF_LABEL: dict[str, AttentionKind] = {label: AttentionKind(kind) for kind, 
 # For people: the status page's badges.
 TITLE: dict[str, str] = {AttentionKind.STUCK: "Stuck", AttentionKind.STALLED: "Stalled",
                          AttentionKind.LONG_RUNNING: "Long-running"}
+
+
+# -- classifier profiles (app/classifier.py): the seed table, or the one of the gateways in the field
+SEED, OPENCLAW_2026_9, AUTO = "seed", "openclaw-2026.9", "auto"
+_VERSION = re.compile(r"^v?(\d+)\.(\d+)")
+
+
+def profile_for(setting: str, gateway_version: str | None) -> str:
+    """The profile a gateway's sessions are classified with. `auto`: `openclaw-2026.9` for a
+    gateway that reports version 2026.9 or later (its forwarder's keepalive), else `seed`."""
+    if setting != AUTO:
+        return setting
+    match = _VERSION.match(gateway_version or "")
+    if match and (int(match.group(1)), int(match.group(2))) >= (2026, 9):
+        return OPENCLAW_2026_9
+    return SEED

@@ -37,3 +37,16 @@ def test_pages_visit_every_session_once_in_order(tmp_path, monkeypatch, large_li
         assert listing(client, gatewayId="a") == [f"s{i:02d}" for i in range(0, 30, 2)]
         assert listing(client, gatewayId="nobody") == []
         assert client.get("/v1/sessions", params={"state": "idle"}).json()["total"] == 30
+
+
+def test_gateways_show_their_version_and_the_profile_in_force(tmp_path):
+    now = time.time_ns() // 1_000_000
+    with TestClient(create_app(Settings(data_dir=tmp_path)), base_url="http://localhost") as client:
+        events = [{"type": "forwarder.keepalive", "ts": now, "gatewayId": "new", "gatewayVersion": "2026.9.6"},
+                  {"type": "forwarder.keepalive", "ts": now, "gatewayId": "old", "gatewayVersion": "2026.7.1"},
+                  {"type": "forwarder.keepalive", "ts": now, "gatewayId": "quiet"}]
+        assert client.post("/v1/events", json=events).status_code == 202
+        items = {g["gatewayId"]: g for g in client.get("/v1/gateways").json()["items"]}
+    assert (items["new"]["gatewayVersion"], items["new"]["classifierProfile"]) == ("2026.9.6", "openclaw-2026.9")
+    assert (items["old"]["gatewayVersion"], items["old"]["classifierProfile"]) == ("2026.7.1", "seed")
+    assert (items["quiet"]["gatewayVersion"], items["quiet"]["classifierProfile"]) == (None, "seed")

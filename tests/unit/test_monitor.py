@@ -335,3 +335,41 @@ async def test_run_loop_ticks_on_schedule_with_the_injected_clock():
         await h.monitor.run(after_tick)
     assert ticks == [T0 + i * 5 * S for i in range(8)]
     assert h.report_times() == [35]
+
+
+@pytest.mark.parametrize(("setting", "version", "expected"), [
+    ("auto", "2026.9.6", "openclaw-2026.9"),
+    ("auto", "2026.10.1", "openclaw-2026.9"),
+    ("auto", "2027.1.0", "openclaw-2026.9"),
+    ("auto", "2026.8.30", "seed"),
+    ("auto", None, "seed"),
+    ("auto", "nightly", "seed"),
+    ("seed", "2026.9.6", "seed"),
+    ("openclaw-2026.9", None, "openclaw-2026.9"),
+])
+def test_the_profile_of_a_gateway(setting, version, expected):
+    from app.vocabulary import profile_for
+
+    assert profile_for(setting, version) == expected
+
+
+@pytest.mark.parametrize(("version", "at_40s"), [
+    (None, ("session.stalled", "active_work_without_progress")),  # the seed's: stalled from warn
+    ("2026.9.6", ("session.long_running", "active_model_call_without_progress")),
+])
+async def test_a_2026_9_gateway_gets_its_own_table(version, at_40s):
+    """A hung model call an embedded run owns: under `auto`, a gateway reporting 2026.9.6 hears
+    long_running until the abort threshold, then stalled; one reporting nothing, the seed's
+    stalled from warn."""
+    h = harness(warn_s=30, tick_s=5, abort_ms=90 * S, stalled_report_interval_ms=0)
+    h.post("forwarder.keepalive", 0, **({"gatewayVersion": version} if version else {}))
+    h.post("run.started", 0, sessionKey="s1", runId="r1")
+    h.post("session.state", 0, sessionKey="s1", state="processing")
+    h.post("embedded_run.started", 0, sessionKey="s1", workKey="s1")
+    h.post("model.call.started", 0, sessionKey="s1", runId="r1", provider="p", model="m", callId="c1")
+    await h.run_until(40, 5)
+    assert (h.session().attention.event_type, h.session().attention.reason) == at_40s
+    await h.run_until(95, 5)
+    assert (h.session().attention.event_type, h.session().attention.reason) == (
+        "session.stalled", "active_work_without_progress")
+    assert h.monitor.profile_of(h.store.gateway_info("default")) == ("openclaw-2026.9" if version else "seed")
