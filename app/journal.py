@@ -522,7 +522,7 @@ class Journal:
                 tracker.copies = []
                 while pending and len(rows) < CHECKPOINT_CHUNK:
                     session = pending.pop()
-                    if _is_live(store, session):  # a merge or eviction removed it: its key is in `removed`
+                    if store.holds(session):  # a merge or eviction removed it: its key is in `removed`
                         rows.append((session.gateway, session.key, _pack(session.to_state())))
                     if time.perf_counter() >= slice_ends:
                         break
@@ -533,7 +533,7 @@ class Journal:
         except BaseException as exc:
             # Nothing of this checkpoint is claimed: what it took is the next one's to write.
             tracker.pending, tracker.copies = None, []
-            tracker.dirty.update(s for s in taken if _is_live(store, s))
+            tracker.dirty.update(s for s in taken if store.holds(s))
             tracker.gone |= removed
             await asyncio.shield(loop.run_in_executor(io, writer.abort))
             self._checkpointing = False
@@ -721,10 +721,6 @@ class _CheckpointWriter:
 
 def _last_heard(info: GatewayInfo) -> int:
     return info.last_heard
-
-
-def _is_live(store: Store, session: Session) -> bool:
-    return store.holds(session)
 
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from app.classifier import (
+    STALLED,
+    STUCK,
     AttentionResult,
     classify_session_attention,
     classify_session_attention_2026_9,
@@ -21,9 +23,7 @@ from app.outcomes import RecoveryRequest
 from app.records import Record, eviction_record, memory_record
 from app.settings import Settings
 from app.store import IDLE, PROCESSING, Attention, GatewayInfo, Session, Store
-from app.vocabulary import OPENCLAW_2026_9, SEED, AttentionKind, profile_for
-
-STALLED, STUCK = AttentionKind.STALLED, AttentionKind.STUCK  # see app/classifier.py: members are slow to look up
+from app.vocabulary import OPENCLAW_2026_9, SEED, profile_for
 
 log = logging.getLogger("openclaw.diagnostics.monitor")
 

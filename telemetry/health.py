@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from app.formatting import iso_ms
 from telemetry import instruments as ins
 from telemetry.config import SignalConfig
 
@@ -50,10 +51,10 @@ _CAPTURE = _ErrorCapture()
 logging.getLogger("opentelemetry.exporter").addHandler(_CAPTURE)
 
 
+
+
 def _iso(ns: int | None) -> str | None:
-    if ns is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns / 1e9)) + f".{(ns // 1_000_000) % 1000:03d}Z"
+    return None if ns is None else iso_ms(ns // 1_000_000)
 
 
 @dataclass

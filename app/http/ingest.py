@@ -101,8 +101,8 @@ async def _read_body(receive: Any, limit: int, timeout_ms: int) -> bytes:
                     return b"".join(chunks)
     except TimeoutError:
         raise ApiError(408, "request_timeout",
-                          f"the body did not arrive within {timeout_ms} ms (OPENCLAW_DIAG_BODY_TIMEOUT_MS)",
-                          headers=[(b"connection", b"close")]) from None
+                       f"the body did not arrive within {timeout_ms} ms (OPENCLAW_DIAG_BODY_TIMEOUT_MS)",
+                       headers=[(b"connection", b"close")]) from None
 
 
 def _too_large(limit: int) -> ApiError:
@@ -125,8 +125,8 @@ def _gunzip(data: bytes, limit: int) -> bytes:
         raise ApiError(400, "invalid_body", f"the gzip body cannot be decompressed: {exc}") from None
     if cap < limit and (len(out) > cap or decompressor.unconsumed_tail):
         raise ApiError(413, "payload_too_large",
-                          f"the gzip body inflates more than {MAX_INFLATION}x ({len(data)} bytes sent); "
-                          "send it less compressed or in smaller batches")
+                       f"the gzip body inflates more than {MAX_INFLATION}x ({len(data)} bytes sent); "
+                       "send it less compressed or in smaller batches")
     if len(out) > limit or decompressor.unconsumed_tail:
         raise _too_large(limit)
     if not decompressor.eof:
@@ -160,8 +160,7 @@ async def ingest(service: Service, scope: dict[str, Any], receive: Any) -> tuple
     if not ok:
         if authorize(service.reading_tokens, header)[0]:
             raise ApiError(403, "forbidden", "this token may read but not send events (OPENCLAW_DIAG_INGEST_TOKENS)")
-        raise ApiError(401, "unauthorized", "a valid bearer token is required",
-                          headers=[(b"www-authenticate", b"Bearer")])
+        raise ApiError(401, "unauthorized", "a valid bearer token is required")  # + WWW-Authenticate (errors.py)
     journal_status = service.journal.status()
     if not journal_status.ready:
         raise _refused(service, journal_status)
@@ -172,7 +171,7 @@ async def ingest(service: Service, scope: dict[str, Any], receive: Any) -> tuple
         steps = json_steps
     else:
         raise ApiError(415, "unsupported_media_type",
-                          "send Content-Type: application/json (an event or an array) or application/x-ndjson")
+                       "send Content-Type: application/json (an event or an array) or application/x-ndjson")
     encoding = headers.get(b"content-encoding", b"identity").strip().lower()
     if encoding not in (b"identity", b"gzip", b""):
         raise ApiError(415, "unsupported_media_type", "Content-Encoding must be gzip or identity")
@@ -227,7 +226,7 @@ def bind_gateways(decoded: Decoded, bound: frozenset[str] | None) -> None:
 def _refused(service: Service, status: JournalStatus) -> ApiError:
     service.recorder.journal_refused(status.code or "journal_unavailable")
     return ApiError(503, status.code or "journal_unavailable",
-                       f"nothing was applied or acknowledged: {status.reason}; retry later",
-                       headers=[(b"retry-after", str(max(1, status.retry_after_s)).encode())])
+                    f"nothing was applied or acknowledged: {status.reason}; retry later",
+                    headers=[(b"retry-after", str(max(1, status.retry_after_s)).encode())])
 
 

@@ -29,6 +29,7 @@ from starlette.types import Scope
 from app.http import api, auth
 from app.http.auth import COOKIE, authorize
 from app.http.errors import ApiError
+from app.queries import AmbiguousSession, UnknownSession
 
 if TYPE_CHECKING:
     from app.service import Service
@@ -113,9 +114,6 @@ def _page(request: Request, name: str, title: str | None = None, status: int = 2
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 
-# -- the overview's data -----------------------------------------------------------------------------
-
-
 # -- routes -----------------------------------------------------------------------------------------------
 
 
@@ -142,11 +140,6 @@ async def state_json(request: Request) -> Response:
     return JSONResponse(_service(request).queries.overview(auth.scope_of(request)), headers={"Cache-Control": "no-store"})
 
 
-async def _session_item(request: Request, gateway: str | None, key: str) -> dict[str, Any]:
-    # The read API's own handler: same lookup, same 404/409, same representation.
-    return await api.get_session(request, sessionKey=key, gatewayId=gateway)
-
-
 @router.get("/ui/session", response_class=HTMLResponse)
 async def session_page(
     request: Request,
@@ -156,14 +149,14 @@ async def session_page(
     if not _authorized(request):
         return _login_response(request)
     try:
-        item = await _session_item(request, gatewayId, sessionKey)
-    except ApiError as exc:
-        if exc.status == 409:  # the details name the gateways
-            base = _base(request)
-            choices = [(d["msg"], session_href(base, d["msg"], sessionKey)) for d in exc.details]
-            return _page(request, "message", "Which gateway?", 409, heading="Which gateway?",
-                         session_key=sessionKey, choices=choices)
-        return _page(request, "message", "Unknown session", exc.status, heading="Unknown session",
+        item = await _service(request).queries.session_detail(auth.scope_of(request), sessionKey, gatewayId)
+    except AmbiguousSession as exc:
+        base = _base(request)
+        choices = [(gateway, session_href(base, gateway, sessionKey)) for gateway in exc.gateways]
+        return _page(request, "message", "Which gateway?", 409, heading="Which gateway?",
+                     session_key=sessionKey, choices=choices)
+    except UnknownSession:
+        return _page(request, "message", "Unknown session", 404, heading="Unknown session",
                      session_key=sessionKey, choices=[])
     key = item.get("sessionKey") or item.get("sessionId") or ""
     # app.js polls /ui/session.json with these two
@@ -177,7 +170,8 @@ async def session_json_route(
     gatewayId: str | None = Query(None, max_length=128),
 ) -> Response:
     auth.require_token(request)
-    item = await _session_item(request, gatewayId, sessionKey)
+    # the read API's own handler: same lookup, same 404/409 envelope, same representation
+    item = await api.get_session(request, sessionKey=sessionKey, gatewayId=gatewayId)
     return JSONResponse(item, headers={"Cache-Control": "no-store"})
 
 
