@@ -173,3 +173,30 @@ def classify_session_attention_2026_9(
     if lp > stale_ms:
         return AttentionResult(STALLED, _NO_PROGRESS, _STALLED_RUN, kind, False)
     return AttentionResult(LONG_RUNNING, _QUEUED_ACTIVE if queued else _ACTIVE, _LONG, kind, False)
+
+
+# upstream's floors for an active abort (dist/diagnostic-run-activity-*.mjs in openclaw@2026.9.6)
+BLOCKED_TOOL_CALL_ABORT_FLOOR_MS = 900_000
+
+
+def active_abort_eligible_2026_9(
+    result: AttentionResult, activity: ActivitySnapshot, abort_ms: int, now_ms: int,
+) -> bool:
+    """May recovery abort the active work of a stalled session? The 2026.9 gateways' rule
+    (`isActiveAbortRecoveryEligible` with `resolveRunStaleThresholdMs`). The tool deadline, the
+    model call's request timeout and the backend liveness deadline are not in any forwarded
+    event: they are taken as absent, as upstream does when a run has none (docs/design.md)."""
+    lp = activity.last_progress_age_ms
+    if result.event_type != STALLED or lp is None:
+        return False
+    deadline = activity.active_retry_wait_deadline_at_ms
+    retry_wait_ms = 0 if deadline is None else lp + deadline - now_ms
+    if result.classification == _BLOCKED and result.active_work_kind == "tool_call":
+        threshold = max(abort_ms, BLOCKED_TOOL_CALL_ABORT_FLOOR_MS, retry_wait_ms)
+        tool_age = activity.active_tool_age_ms
+        return tool_age is not None and lp >= threshold and tool_age >= threshold
+    if result.classification != _STALLED_RUN:
+        return False
+    if activity.has_active_embedded_run and (activity.repeated_request_no_progress_age_ms or 0) >= abort_ms:
+        return True
+    return result.active_work_kind in ("model_call", "embedded_run") and lp >= max(abort_ms, retry_wait_ms)

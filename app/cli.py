@@ -225,6 +225,7 @@ def replay(
     warn_ms: Optional[int] = typer.Option(None, "--warn-ms", help="Warn threshold (default: OPENCLAW_DIAG_STUCK_SESSION_WARN_MS, 120000)."),
     abort_ms: Optional[int] = typer.Option(None, "--abort-ms", help="Abort threshold (default: max(300000, 3*warn))."),
     scan_interval_ms: Optional[int] = typer.Option(None, "--scan-interval-ms", help="Monitor tick (default: OPENCLAW_DIAG_SCAN_INTERVAL_MS, 5000)."),
+    profile: Optional[str] = typer.Option(None, "--profile", help="Classifier profile: seed, openclaw-2026.9 or auto (default: OPENCLAW_DIAG_CLASSIFIER_PROFILE, auto: by the gatewayVersion in the capture's keepalives)."),
     tail_ms: Optional[int] = typer.Option(None, "--tail-ms", min=0, help="Keep ticking this long after the last event (default: 2*warn)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line: verdicts, invalid lines, a final summary."),
     progress: Optional[bool] = typer.Option(None, "--progress/--no-progress", help="Progress bar on stderr (default: when stderr is a terminal and the file is large)."),
@@ -244,12 +245,14 @@ def replay(
         overrides["stuck_session_abort_ms"] = abort_ms
     if scan_interval_ms is not None:
         overrides["scan_interval_ms"] = scan_interval_ms
+    if profile is not None:
+        overrides["classifier_profile"] = profile
     try:
         settings = load_settings(**overrides)
     except SettingsError as exc:
         message = str(exc)
         for option, field in (("--warn-ms", "stuck_session_warn_ms"), ("--abort-ms", "stuck_session_abort_ms"),
-                              ("--scan-interval-ms", "scan_interval_ms")):
+                              ("--scan-interval-ms", "scan_interval_ms"), ("--profile", "classifier_profile")):
             if field in overrides:  # the value came from the option, not the environment
                 message = message.replace(f"{ENV_PREFIX}{field.upper()}", option)
         raise fail(f"invalid configuration: {message}", EXIT_CONFIG) from None

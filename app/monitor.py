@@ -13,6 +13,7 @@ from app.classifier import (
     STALLED,
     STUCK,
     AttentionResult,
+    active_abort_eligible_2026_9,
     classify_session_attention,
     classify_session_attention_2026_9,
     is_terminal_progress_reason,
@@ -56,6 +57,7 @@ class MonitorConfig:
     session_idle_ttl_ms: int = 1_800_000
     max_sessions: int = 1_000_000
     classifier_profile: str = SEED
+    retry_interval_ms: int = 30_000
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: int) -> MonitorConfig:
@@ -68,6 +70,7 @@ class MonitorConfig:
             "session_idle_ttl_ms": settings.session_idle_ttl_ms,
             "max_sessions": settings.max_sessions,
             "classifier_profile": settings.classifier_profile,
+            "retry_interval_ms": settings.retry_interval_ms,
         }
         return cls(**{**fields, **overrides})
 
@@ -171,46 +174,58 @@ class Monitor:
         gateway_now = info.now(now)
         age = gateway_now - session.last_activity
         activity = session.activity
+        profile = self.profile_of(info)
+        upstream = profile == OPENCLAW_2026_9
         # The considered-session rule, decided before any snapshot is built (most candidates
         # are fresh): markers are exactly "a kind is set or an embedded run is active".
+        owned = activity is not None and activity.has_markers()
+        progress_at = activity.last_progress_at if activity is not None else None
         idle_queued_stall = (
             session.state == IDLE
             and session.queue_depth > 0
-            and activity is not None
-            and activity.has_markers()
-            and activity.last_progress_at is not None
-            and gateway_now - activity.last_progress_at > warn
+            and owned
+            and progress_at is not None
+            and gateway_now - progress_at > warn
         )
-        if not ((session.state == PROCESSING and age > warn) or idle_queued_stall):
+        if idle_queued_stall:
+            attention_age = gateway_now - progress_at  # type: ignore[operator]
+        elif upstream and owned and progress_at is not None:
+            # 2026.9: owned work silent for longer than the session counts (the repeated-request
+            # age, its third term, is not forwarded: docs/design.md)
+            attention_age = max(age, gateway_now - progress_at)
+        else:
+            attention_age = age
+        previous = session.attention
+        if previous is not None and previous.profile != profile:
+            previous = None  # the profile switched: its backoff memory starts afresh
+            stuck_age = long_age = stalled_at = None
+        else:
+            stuck_age = session.last_stuck_warn_age
+            long_age = session.last_long_running_warn_age
+            stalled_at = session.stalled_reported_at
+        if not ((session.state == PROCESSING and attention_age > warn) or idle_queued_stall):
             if session.attention is not None:
-                self.journal.submit(memory_record(
-                    session, None, session.last_stuck_warn_age,
-                    session.last_long_running_warn_age, session.stalled_reported_at,
-                ), wait=False)
+                self.journal.submit(memory_record(session, None, stuck_age, long_age, stalled_at), wait=False)
             return
         snapshot = session.snapshot(gateway_now)
-        progress_age = snapshot.last_progress_age_ms
-        if self.profile_of(info) == OPENCLAW_2026_9:
+        if upstream:
+            queue_depth = session.backlog()
             result = classify_session_attention_2026_9(
                 state=session.state,  # type: ignore[arg-type]
-                queue_depth=session.queue_depth,
+                queue_depth=queue_depth,
                 activity=snapshot,
                 stale_ms=warn,
                 abort_ms=cfg.abort_ms,
                 now_ms=gateway_now,
             )
         else:
+            queue_depth = session.queue_depth
             result = classify_session_attention(
                 state=session.state,  # type: ignore[arg-type]
-                queue_depth=session.queue_depth,
+                queue_depth=queue_depth,
                 activity=snapshot,
                 stale_ms=warn,
             )
-        if idle_queued_stall:
-            attention_age = progress_age if progress_age is not None else age
-        else:
-            attention_age = age
-        previous = session.attention
         same = (
             previous is not None
             and previous.event_type == result.event_type
@@ -225,10 +240,8 @@ class Monitor:
             result.recovery_eligible,
             attention_age,
             previous.since if same and previous is not None else gateway_now,
+            profile,
         )
-        stuck_age = session.last_stuck_warn_age
-        long_age = session.last_long_running_warn_age
-        stalled_at = session.stalled_reported_at
         report = False
         if result.event_type == STALLED:
             if stalled_at is None or gateway_now - stalled_at >= cfg.stalled_report_interval_ms:
@@ -246,32 +259,41 @@ class Monitor:
         if report or not same:
             self.journal.submit(memory_record(session, attention, stuck_age, long_age, stalled_at), wait=False)
         else:
-            previous.age_ms = attention_age  # derived, recomputed every tick: not journaled
-        if not report:
-            return  # suppressed: nothing reported, no recovery this tick
+            previous.age_ms = attention_age  # type: ignore[union-attr]  # derived, recomputed every tick: not journaled
+        if not report and not upstream:
+            return  # seed: suppressed means nothing reported and no recovery this tick
         silent = now - info.last_heard > cfg.gateway_silence_ms
         warming = self.warm_until is not None and now < self.warm_until
-        payload = self._attention_payload(session, result, snapshot, attention_age, silent, warming)
-        self.recorder.attention_reported(payload)
-        self._notify("attention", payload)
+        if report:
+            payload = self._attention_payload(session, result, snapshot, attention_age, queue_depth,
+                                              silent, warming, profile)
+            self.recorder.attention_reported(payload)
+            self._notify("attention", payload)
+        # 2026.9: the backoff throttles the report only; recovery may follow on any eligible tick
         if silent or warming or not allow_recovery:
             return
-        request = self._recovery_request(session, result, snapshot, attention_age, gateway_now)
-        if request is not None:
-            self._notify("recovery", request.as_json())
-            self.recovery.request(session, request)
+        if upstream:
+            abort = active_abort_eligible_2026_9(result, snapshot, cfg.abort_ms, gateway_now)
+        else:
+            abort = self._seed_abort_eligible(result, snapshot, attention_age)
+        if not (result.recovery_eligible or abort):
+            return
+        last = _last_requested_at(session)
+        if last is not None and gateway_now - last < cfg.retry_interval_ms:
+            return  # whatever the profile: one automatic request per session per retry interval
+        request = _request(session, result, attention_age, queue_depth, gateway_now,
+                           result.active_work_kind if abort else None, abort)
+        self._notify("recovery", request.as_json())
+        self.recovery.request(session, request)
 
-    def _recovery_request(
-        self, session: Session, result: AttentionResult, snapshot: Any, attention_age: int, gateway_now: int
-    ) -> RecoveryRequest | None:
-        if result.recovery_eligible:
-            return _request(session, result, attention_age, gateway_now, None, False)
-        if result.event_type != "session.stalled":
-            return None
+    def _seed_abort_eligible(self, result: AttentionResult, snapshot: Any, attention_age: int) -> bool:
+        """Between warn and abort a stalled run is observe-only (README, "How it decides")."""
+        if result.event_type != STALLED:
+            return False
         abort = self.config.abort_ms
         kind = result.active_work_kind
         lp = snapshot.last_progress_age_ms or 0
-        eligible = (
+        return (
             (result.classification == "stalled_agent_run" and kind == "embedded_run" and attention_age >= abort)
             or (
                 result.classification == "blocked_tool_call"
@@ -286,13 +308,10 @@ class Monitor:
                 and lp >= abort
             )
         )
-        if not eligible:
-            return None  # between warn and abort a stalled run is observe-only
-        return _request(session, result, attention_age, gateway_now, kind, True)
 
     def _attention_payload(
         self, session: Session, result: AttentionResult, snapshot: Any, attention_age: int,
-        silent: bool, warming: bool,
+        queue_depth: int, silent: bool, warming: bool, profile: str,
     ) -> dict[str, Any]:
         return {
             "eventType": result.event_type,
@@ -301,7 +320,7 @@ class Monitor:
             "gatewayId": session.gateway,
             "state": session.state,
             "ageMs": attention_age,
-            "queueDepth": session.queue_depth,
+            "queueDepth": queue_depth,
             "reason": result.reason,
             "classification": result.classification,
             "activeWorkKind": result.active_work_kind,
@@ -313,6 +332,7 @@ class Monitor:
             "terminalProgressStale": is_terminal_progress_reason(snapshot.last_progress_reason),
             "gatewaySilent": silent,
             "warmingUp": warming,
+            "classifierProfile": profile,
         }
 
     def _notify(self, kind: str, payload: dict[str, Any]) -> None:
@@ -358,7 +378,7 @@ class Monitor:
 
 
 def _request(
-    session: Session, result: AttentionResult, attention_age: int, gateway_now: int,
+    session: Session, result: AttentionResult, attention_age: int, queue_depth: int, gateway_now: int,
     kind: str | None, allow_abort: bool,
 ) -> RecoveryRequest:
     return RecoveryRequest(
@@ -366,7 +386,7 @@ def _request(
         sessionKey=session.session_key,
         sessionId=session.session_id,
         ageMs=attention_age,
-        queueDepth=session.queue_depth,
+        queueDepth=queue_depth,
         expectedState=session.state,
         stateGeneration=session.generation,
         reason=str(result.reason),
@@ -374,3 +394,13 @@ def _request(
         allowActiveAbort=allow_abort,
         requestedAt=gateway_now,
     )
+
+
+def _last_requested_at(session: Session) -> int | None:
+    """When the monitor last asked for this session's recovery (its recovery history)."""
+    if session.inflight is not None:
+        return session.inflight.requestedAt
+    for entry in reversed(session.recoveries or ()):
+        if entry.get("kind") == "requested":
+            return entry.get("requestedAt")
+    return None

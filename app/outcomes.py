@@ -62,6 +62,7 @@ class RecoveryOutcome(msgspec.Struct, frozen=True, omit_defaults=True):
     drained: bool | None = None
     forceCleared: bool | None = None
     error: str | None = None
+    activeWorkKind: str | None = None  # the work the gateway found (2026.9 reports it)
 
     @property
     def mutating(self) -> bool:
@@ -77,6 +78,7 @@ class GatewayAnswer(RecoveryOutcome, frozen=True, omit_defaults=True, forbid_unk
     released: Count | None = None
     queuedCount: Count | None = None
     error: Annotated[str, msgspec.Meta(max_length=2000)] | None = None
+    activeWorkKind: Literal["embedded_run", "model_call", "tool_call"] | None = None
 
 
 SKIPPED_IN_FLIGHT = RecoveryOutcome("skipped", "observe_only", "already_in_flight")

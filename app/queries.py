@@ -278,7 +278,7 @@ class LocalQueries:
                 "forwarderQueued": info.forwarder_queued,
                 "forwarderDropped": info.forwarder_dropped,
                 "gatewayVersion": info.gateway_version,
-                "classifierProfile": service.monitor.profile_of(info),
+                "profile": service.monitor.profile_of(info),
             }
             for info in self.store.gateway_infos() if visible(scope, info.gateway_id)
         ]
@@ -306,6 +306,8 @@ class LocalQueries:
                 "sessions": gateway["sessions"],
                 "eventsAccepted": gateway["eventsAccepted"],
                 "forwarderQueued": gateway["forwarderQueued"],
+                "gatewayVersion": gateway["gatewayVersion"],
+                "profile": gateway["profile"],
             }
             for gateway in self.gateways(scope)
         ]

@@ -20,6 +20,7 @@ import msgspec
 from app.events import Event
 from app.outcomes import RecoveryOutcome, RecoveryRequest, outcome_from, request_from
 from app.store import Attention, Session, Store, dedupe_key
+from app.vocabulary import SEED
 
 # Record kinds, as stored in the journal's `kind` column.
 EVENTS = "B"  # the accepted events of one ingest request, with their idempotency keys
@@ -81,8 +82,10 @@ def requested_record(session: Session, request: RecoveryRequest) -> Record:
 
 
 def completed_record(gateway: str, key: str, request: RecoveryRequest, outcome: RecoveryOutcome,
-                     now: int) -> Record:
-    payload = [request, outcome, now]
+                     now: int, profile: str) -> Record:
+    """`profile`: the gateway's classifier profile when the answer came, whose guard applies it
+    (kept in the record, so a replay applies it the same way)."""
+    payload = [request, outcome, now, profile]
     return Record(COMPLETED, gateway, key, now, _pack(payload), payload)
 
 
@@ -121,8 +124,9 @@ def from_row(row_id: int, kind: str, gateway: str | None, session: str | None, a
             payload = [payload[0], payload[1], payload[4]]
         if kind == REQUESTED:
             payload = request_from(payload)
-        elif kind == COMPLETED:
-            payload = [request_from(payload[0]), outcome_from(payload[1]), payload[2]]
+        elif kind == COMPLETED:  # before 0.3 no profile: the seed's guard was the only one
+            payload = [request_from(payload[0]), outcome_from(payload[1]), payload[2],
+                       payload[3] if len(payload) > 3 else SEED]
     return Record(kind, gateway, session, at, body, payload, id=row_id)
 
 
@@ -209,7 +213,7 @@ def apply(store: Store, record: Record) -> Any:
     if kind == REQUESTED:
         return session is not None and store.begin_recovery(session, payload)
     if kind == COMPLETED:
-        request, outcome, now = payload
-        return store.complete_recovery(session, request, outcome, now)
+        request, outcome, now, profile = payload
+        return store.complete_recovery(session, request, outcome, now, profile)
     raise ValueError(f"unknown journal record kind {kind!r}")
 

@@ -26,6 +26,7 @@ from app.outcomes import (
 )
 from app.records import Record, applied_state_record, completed_record, requested_record
 from app.store import IDLE, RecoveryCompletion, Session, Store
+from app.vocabulary import SEED, profile_for
 from app.webhook_address import AddressBook
 
 log = logging.getLogger("openclaw.diagnostics.recovery")
@@ -104,6 +105,7 @@ class RecoveryCoordinator:
         now_ms: Callable[[], int],
         concurrency: int = 16,
         timeout_ms: int = 10_000,
+        profile_setting: str = SEED,
     ) -> None:
         self.store = store
         self.journal = journal
@@ -111,6 +113,7 @@ class RecoveryCoordinator:
         self.executor = executor
         self.now_ms = now_ms
         self.timeout_ms = timeout_ms
+        self.profile_setting = profile_setting
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
@@ -159,7 +162,10 @@ class RecoveryCoordinator:
         delay = 0.05
         while True:
             session = self.store.find(gateway, key)
-            future = self.journal.submit(completed_record(gateway, key, request, outcome, self._gateway_now(session)))
+            info = self.store.gateway_info(gateway)
+            profile = profile_for(self.profile_setting, info.gateway_version if info else None)
+            future = self.journal.submit(
+                completed_record(gateway, key, request, outcome, self._gateway_now(session), profile))
             assert future is not None
             try:
                 done: RecoveryCompletion = await future

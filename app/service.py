@@ -74,7 +74,7 @@ class Service:
         self.coordinator = RecoveryCoordinator(
             self.store, self.journal, self.recorder, executor or build_executor(settings),
             now_ms=self.clock.now_ms, concurrency=settings.recovery_concurrency,
-            timeout_ms=settings.recovery_timeout_ms + 1_000,
+            timeout_ms=settings.recovery_timeout_ms + 1_000, profile_setting=settings.classifier_profile,
         )
         self.monitor = Monitor(self.store, MonitorConfig.from_settings(settings), clock=self.clock,
                                journal=self.journal, recovery=self.coordinator, recorder=self.recorder)

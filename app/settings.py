@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     )
     scan_interval_ms: int = Field(5_000, ge=10, le=3_600_000, description="Monitor tick interval.")
     stalled_report_interval_ms: int = Field(30_000, ge=0, description="Minimum gap between stalled reports.")
+    recovery_retry_interval_ms: int | None = Field(
+        None, ge=0, description="Automatic recovery of one session at most this often; unset: min(30000, warn).",
+    )
     gateway_silence_ms: int = Field(90_000, ge=1_000, description="A gateway quiet this long is silent.")
     session_idle_ttl_ms: int = Field(1_800_000, ge=1_000, description="Idle sessions unchanged this long are evicted.")
     max_gateways: int = Field(
@@ -147,6 +150,13 @@ class Settings(BaseSettings):
         if self.stuck_session_abort_ms is None:
             return max(300_000, 3 * self.warn_ms)
         return max(self.warn_ms, self.stuck_session_abort_ms)
+
+    @property
+    def retry_interval_ms(self) -> int:
+        """The gateway's own 30 s heartbeat, shorter only when warn is (monitor.md in docs/design.md)."""
+        if self.recovery_retry_interval_ms is None:
+            return min(30_000, self.warn_ms)
+        return self.recovery_retry_interval_ms
 
     def tokens(self) -> dict[str, frozenset[str] | None]:
         """Ingest token -> the gateways it is bound to (None: any gateway)."""

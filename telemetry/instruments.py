@@ -161,7 +161,7 @@ ATTENTION_FIELDS: tuple[str, ...] = (
     "sessionKey", "sessionId", "gatewayId", "state", "ageMs", "queueDepth", "reason",
     "classification", "activeWorkKind", "lastProgressAgeMs", "lastProgressReason",
     "activeToolName", "activeToolCallId", "activeToolAgeMs", "terminalProgressStale",
-    "gatewaySilent", "warmingUp",
+    "gatewaySilent", "warmingUp", "classifierProfile",
 )
 RECOVERY_REQUESTED_FIELDS: tuple[str, ...] = (
     "sessionKey", "sessionId", "gatewayId", "state", "stateGeneration", "ageMs", "queueDepth",

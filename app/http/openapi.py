@@ -68,7 +68,7 @@ RECOVERY_WEBHOOK_DOC = (
     "`{gatewayId, sessionKey, sessionId, ageMs, queueDepth, expectedState, stateGeneration, reason, "
     "activeWorkKind, allowActiveAbort, requestedAt}` to OPENCLAW_DIAG_RECOVERY_WEBHOOK_URL ({gatewayId} "
     "replaced by a safe label only; per-gateway OPENCLAW_DIAG_RECOVERY_WEBHOOK_URLS first). The gateway answers 200 with `{status, action, outcomeReason?, released?, queuedCount?, "
-    "aborted?, drained?, forceCleared?}` — status/action one of aborted/abort_embedded_run, "
+    "aborted?, drained?, forceCleared?, activeWorkKind?}` — status/action one of aborted/abort_embedded_run, "
     "released/release_lane, skipped/observe_only|keep_lane, noop/none, failed/none. Anything else is "
     "recorded as failed/none/exception. No automatic retry."
 )

@@ -26,6 +26,7 @@ from app.store.model import (
     IDLE,
     IGNORED,
     MAX_TOMBSTONES,
+    PROCESSING,
     REJECTED,
     RUN_MAPPING_GRACE_MS,
     TOMBSTONE_MS,
@@ -112,11 +113,17 @@ class EventAppliers:
         if event.type == "message.queued":
             session.queue_depth = event.queueDepth if event.queueDepth is not None else session.queue_depth + 1
         elif event.type == "session.state":
+            entering = session.state != PROCESSING
             self._set_state(session, _intern(event.state or IDLE))
             if event.queueDepth is not None:
                 session.queue_depth = event.queueDepth
             elif session.state == IDLE:
                 session.queue_depth = max(0, session.queue_depth - 1)
+            if session.state == PROCESSING:
+                if entering:
+                    session.active_queued_turn = session.queue_depth > 0
+            elif session.state == IDLE:
+                session.active_queued_turn = False
             activity = session.activity
             if session.state == IDLE and activity is not None:
                 activity.end_run_owners()

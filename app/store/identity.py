@@ -112,6 +112,7 @@ class Identity:
         target.queue_depth = max(target.queue_depth, orphan.queue_depth)
         target.generation = max(target.generation, orphan.generation) + 1
         target.last_row = max(target.last_row, orphan.last_row)
+        target.active_queued_turn = target.active_queued_turn or orphan.active_queued_turn
         target.clear_monitor_memory()
         if orphan.activity is not None:
             if target.activity is None:

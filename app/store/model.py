@@ -10,6 +10,7 @@ from typing import Any
 
 from app.classifier import EMPTY_SNAPSHOT, ActivitySnapshot
 from app.outcomes import RecoveryRequest, request_from
+from app.vocabulary import SEED
 
 IDLE, PROCESSING, WAITING = "idle", "processing", "waiting"
 _STATE_RANK = {IDLE: 0, WAITING: 1, PROCESSING: 2}
@@ -127,6 +128,9 @@ class Attention:
     recovery_eligible: bool
     age_ms: int
     since: int
+    # the classifier profile it was judged under: the backoff memory beside it belongs to that
+    # profile, and a switch starts it afresh (app/monitor.py)
+    profile: str = SEED
 
     def to_state(self) -> list[Any]:
         return [
@@ -137,6 +141,7 @@ class Attention:
             self.recovery_eligible,
             self.age_ms,
             self.since,
+            self.profile,
         ]
 
 
@@ -169,6 +174,10 @@ class Session:
     # the newest journal record that carried an event of this session: where its recent events
     # are read back from (app/journal.py, recent_events)
     last_row: int = 0
+    # the turn being processed is a queued message (upstream's activeQueuedTurn): set when the
+    # session enters processing with messages queued, cleared when it goes idle; the
+    # openclaw-2026.9 profile does not count that message as backlog (docs/design.md)
+    active_queued_turn: bool = False
 
     def snapshot(self, now: int) -> ActivitySnapshot:
         return self.activity.snapshot(now) if self.activity else EMPTY_SNAPSHOT
@@ -181,6 +190,12 @@ class Session:
         self.last_stuck_warn_age = None
         self.last_long_running_warn_age = None
         self.stalled_reported_at = None
+
+    def backlog(self) -> int:
+        """Queued work behind the message being processed (upstream's resolveDiagnosticQueuedBacklog)."""
+        if self.state == PROCESSING and self.active_queued_turn:
+            return max(0, self.queue_depth - 1)
+        return self.queue_depth
 
     def is_candidate(self) -> bool:
         if self.state == PROCESSING:
@@ -216,6 +231,7 @@ class Session:
             self.usage,
             self.former_ids,
             self.last_row,
+            self.active_queued_turn,
         ]
 
     @classmethod
@@ -228,6 +244,7 @@ class Session:
             Attention(*attention) if attention else None, request_from(inflight) if inflight else None,
             recoveries, verdict, grec, usage,
             former_ids, rest[0] if rest else 0,  # release 0.1 kept no last_row
+            len(rest) > 1 and rest[1],  # nor did 0.2 keep active_queued_turn
         )
 
 

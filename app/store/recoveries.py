@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.outcomes import SKIPPED_IN_FLIGHT, RecoveryOutcome, RecoveryRequest, completion
+from app.outcomes import MUTATING, SKIPPED_IN_FLIGHT, RecoveryOutcome, RecoveryRequest, completion
 from app.store.model import (
     HISTORY_LIMIT,
     IDLE,
@@ -12,6 +12,7 @@ from app.store.model import (
     RecoveryCompletion,
     Session,
 )
+from app.vocabulary import OPENCLAW_2026_9, SEED
 
 
 class RecoveryMemory:
@@ -51,19 +52,27 @@ class RecoveryMemory:
         return True
 
     def complete_recovery(self, session: Session | None, request: RecoveryRequest, outcome: RecoveryOutcome,
-                          now: int) -> RecoveryCompletion:
-        """Record what the gateway answered; apply a mutating answer that passes the guard."""
+                          now: int, profile: str = SEED) -> RecoveryCompletion:
+        """Record what the gateway answered; apply a mutating answer that passes the guard (the
+        guard and what is applied follow the gateway's profile: docs/design.md)."""
+        upstream = profile == OPENCLAW_2026_9
         applied = stale = False
         if session is not None and session.inflight is not None and session.inflight != request:
             # Another request is in flight (two sessions merged while both were in recovery).
             outcome = SKIPPED_IN_FLIGHT
-        elif outcome.mutating:
-            if session is not None and self.is_current(session, request):
-                self.apply_recovery(session, request, outcome, now)
+        elif outcome.status in MUTATING if upstream else outcome.mutating:
+            if session is not None and self.is_current(session, request, outcome, upstream):
+                self.apply_recovery(session, request, outcome, now, upstream)
                 applied = True
             else:
                 stale = True
         entry = completion(request, outcome)
+        if upstream:
+            # 2026.9 reports the work the gateway found, not the work the request named
+            if outcome.activeWorkKind is None:
+                entry.pop("activeWorkKind", None)
+            else:
+                entry["activeWorkKind"] = outcome.activeWorkKind
         if stale:
             entry["stale"] = True
         if session is not None:
@@ -72,9 +81,17 @@ class RecoveryMemory:
             self.add_recovery(session, {"kind": "completed", "completedAt": now, **entry})
         return RecoveryCompletion(entry, applied)
 
-    def is_current(self, session: Session, request: RecoveryRequest) -> bool:
-        """The processing-generation guard (README, "Recovery webhook contract")."""
-        if session.generation != request.stateGeneration or session.state != request.expectedState:
+    def is_current(self, session: Session, request: RecoveryRequest, outcome: RecoveryOutcome,
+                   upstream: bool = False) -> bool:
+        """The processing-generation guard (README, "Recovery webhook contract"). The 2026.9
+        gateways also accept an idle session one generation on for an idle abort: the abort's
+        own end of the run moved it."""
+        generation, expected = request.stateGeneration, request.expectedState
+        if upstream and expected == IDLE and outcome.action == "abort_embedded_run":
+            current = session.state == IDLE and session.generation in (generation, generation + 1)
+        else:
+            current = session.generation == generation and session.state == expected
+        if not current:
             return False
         activity = session.activity
         if activity is None:
@@ -83,19 +100,25 @@ class RecoveryMemory:
         return not any(started > requested_at for started in activity.embedded_runs.values())
 
     def apply_recovery(self, session: Session, request: RecoveryRequest, outcome: RecoveryOutcome,
-                       now: int) -> None:
+                       now: int, upstream: bool = False) -> None:
         """A mutating outcome that passed the guard: the session is released to idle."""
         self._change(session)
         status = outcome.status
         released = outcome.released or 0
         queued_count = outcome.queuedCount
-        if (
-            status == "released"
-            or (status == "aborted" and released > 0 and queued_count == 0)
-            or (status == "noop" and outcome.outcomeReason == "no_active_work")
-        ):
+        if upstream:
+            clears = (status == "released" or (status == "aborted" and released > 0)) and not queued_count
+            keeps_queued = request.expectedState == IDLE and (queued_count or 0) > 0
+        else:
+            clears = (
+                status == "released"
+                or (status == "aborted" and released > 0 and queued_count == 0)
+                or (status == "noop" and outcome.outcomeReason == "no_active_work")
+            )
+            keeps_queued = status == "aborted" and request.expectedState == IDLE and (queued_count or 0) > 0
+        if clears:
             depth = 0
-        elif status == "aborted" and request.expectedState == IDLE and (queued_count or 0) > 0:
+        elif keeps_queued:
             depth = max(session.queue_depth, request.queueDepth)
         else:
             depth = max(0, session.queue_depth - 1)

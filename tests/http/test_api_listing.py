@@ -47,6 +47,6 @@ def test_gateways_show_their_version_and_the_profile_in_force(tmp_path):
                   {"type": "forwarder.keepalive", "ts": now, "gatewayId": "quiet"}]
         assert client.post("/v1/events", json=events).status_code == 202
         items = {g["gatewayId"]: g for g in client.get("/v1/gateways").json()["items"]}
-    assert (items["new"]["gatewayVersion"], items["new"]["classifierProfile"]) == ("2026.9.6", "openclaw-2026.9")
-    assert (items["old"]["gatewayVersion"], items["old"]["classifierProfile"]) == ("2026.7.1", "seed")
-    assert (items["quiet"]["gatewayVersion"], items["quiet"]["classifierProfile"]) == (None, "seed")
+    assert (items["new"]["gatewayVersion"], items["new"]["profile"]) == ("2026.9.6", "openclaw-2026.9")
+    assert (items["old"]["gatewayVersion"], items["old"]["profile"]) == ("2026.7.1", "seed")
+    assert (items["quiet"]["gatewayVersion"], items["quiet"]["profile"]) == (None, "seed")

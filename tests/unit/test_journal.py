@@ -188,7 +188,7 @@ async def test_evictions_and_completed_recoveries_replay(tmp_path):
                                requestedAt=T0 + 100)
     assert await journal.submit(records.requested_record(kept, request))
     outcome = recovery_outcome(status="released", action="release_lane", released=3)
-    done = await journal.submit(records.completed_record("default", "kept", request, outcome, T0 + 200))
+    done = await journal.submit(records.completed_record("default", "kept", request, outcome, T0 + 200, "seed"))
     assert done.applied and kept.queue_depth == 0 and kept.inflight is None
     expected = states(store)
     journal.close()

@@ -56,9 +56,9 @@ def make_event(kind: str, key: str, event_id: str | None, ts: int) -> Event:
 
 
 def states(store: Store) -> dict[tuple[str, str], list[Any]]:
-    # all but `last_row` (the last item): where the journal keeps a session's events, not a fact
-    # of the events, so the journal-less model has none
-    return {(s.gateway, s.key): s.to_state()[:-1] for s in store.iter_sessions()}
+    # all but `last_row` (the item before the last): where the journal keeps a session's events,
+    # not a fact of the events, so the journal-less model has none
+    return {(s.gateway, s.key): [*s.to_state()[:-2], s.active_queued_turn] for s in store.iter_sessions()}
 
 
 def open_journal(path: Path, faults: Faults) -> tuple[Store, Journal]:

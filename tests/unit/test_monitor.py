@@ -373,3 +373,89 @@ async def test_a_2026_9_gateway_gets_its_own_table(version, at_40s):
     assert (h.session().attention.event_type, h.session().attention.reason) == (
         "session.stalled", "active_work_without_progress")
     assert h.monitor.profile_of(h.store.gateway_info("default")) == ("openclaw-2026.9" if version else "seed")
+
+
+# -- the openclaw-2026.9 profile's monitor rules (README, "How it decides"; docs/design.md) ----------
+
+
+def upstream_harness(**kwargs: int) -> Harness:
+    h = Harness(**kwargs)
+    h.post("forwarder.keepalive", 0, gatewayVersion="2026.9.6")
+    return h
+
+
+@pytest.mark.parametrize(("version", "reason", "queue_depth"), [
+    (None, "queued_work_without_active_run", 1),
+    ("2026.9.6", "stale_session_state", 0),
+])
+async def test_the_message_being_processed_is_not_backlog_in_2026_9(version, reason, queue_depth):
+    """A chat dispatch held before any run starts: the gateway queues the message, then marks the
+    session processing with it. 2026.9 counts only the work behind it (none: stale state)."""
+    h = harness(warn_s=30, tick_s=5)
+    if version:
+        h.post("forwarder.keepalive", 0, gatewayVersion=version)
+    h.post("message.queued", 0, sessionKey="s1", source="dispatch", queueDepth=1)
+    h.post("session.state", 0, sessionKey="s1", state="processing", prevState="idle", queueDepth=1)
+    await h.run_until(35, 5)
+    report = h.recorder.reports[-1]
+    assert (report["eventType"], report["reason"], report["queueDepth"]) == ("session.stuck", reason, queue_depth)
+    assert h.recorder.requested[-1]["queueDepth"] == queue_depth
+    # a second message queued behind it is backlog in both
+    h.post("message.queued", 36, sessionKey="s1", source="dispatch", queueDepth=2)
+    for t in range(40, 75, 5):
+        await h.tick_at(t)
+    assert (h.session().attention.reason, h.recorder.reports[-1]["queueDepth"]) == (
+        "queued_work_without_active_run", queue_depth + 1)
+
+
+async def test_2026_9_requests_recovery_on_every_eligible_tick_within_the_retry_interval():
+    """The backoff throttles the report only; the request follows every tick the session is
+    eligible, at most once per retry interval (min(30 s, warn))."""
+    h = upstream_harness(warn_s=30, tick_s=5)
+    h.post("session.state", 0, sessionKey="s1", state="processing")
+    await h.run_until(300, 5)
+    assert h.report_times("session.stuck") == [35, 70, 140, 280]
+    assert [(r["requestedAt"] - T0) // S for r in h.recorder.requested] == list(range(35, 300, 30))
+
+
+async def test_seed_requests_recovery_with_reports_only_and_never_twice_within_the_retry_interval():
+    h = harness(warn_s=30, tick_s=5, recovery_retry_interval_ms=50 * S)
+    h.post("session.state", 0, sessionKey="s1", state="processing")
+    await h.run_until(300, 5)
+    assert h.report_times("session.stuck") == [35, 70, 140, 280]
+    # the report at 70 s comes 35 s after the request at 35 s: within the 50 s interval
+    assert [(r["requestedAt"] - T0) // S for r in h.recorder.requested] == [35, 140, 280]
+
+
+async def test_a_profile_switch_starts_the_backoff_afresh():
+    h = upstream_harness(warn_s=30, tick_s=5)
+    h.post("session.state", 0, sessionKey="s1", state="processing")
+    await h.run_until(50, 5)
+    assert h.report_times("session.stuck") == [35]
+    # the gateway is downgraded: its next keepalive reports an older version (no session event)
+    h.post("forwarder.keepalive", 50, gatewayVersion="2026.8.1")
+    for t in range(55, 80, 5):
+        await h.tick_at(t)
+    assert h.report_times("session.stuck") == [35, 55]  # not 70: the seed's memory starts empty
+    assert h.session().attention.profile == "seed"
+    assert h.recorder.reports[-1]["classifierProfile"] == "seed"
+    assert h.recorder.reports[0]["classifierProfile"] == "openclaw-2026.9"
+
+
+@pytest.mark.parametrize(("version", "considered"), [(None, False), ("2026.9.6", True)])
+async def test_2026_9_counts_the_silence_of_owned_work_as_the_session_age(version, considered):
+    """upstream's attention age is max(session age, owned work's progress age): a session whose
+    state was touched recently, but whose model call has been silent past warn, is considered."""
+    h = harness(warn_s=30, tick_s=5)
+    if version:
+        h.post("forwarder.keepalive", 0, gatewayVersion=version)
+    h.post("session.state", 0, sessionKey="s1", state="processing")
+    h.post("run.started", 0, sessionKey="s1", runId="r1")
+    h.post("model.call.started", 0, sessionKey="s1", runId="r1", provider="p", model="m", callId="c1")
+    h.post("message.queued", 20, sessionKey="s1", source="x", queueDepth=1)  # touches the session
+    await h.tick_at(35)
+    attention = h.session().attention
+    assert (attention is not None) is considered
+    if considered:
+        assert (attention.event_type, attention.reason, attention.age_ms) == (
+            "session.long_running", "active_model_call_without_progress", 35 * S)

@@ -22,7 +22,8 @@ def test_a_completed_record_of_maps_reads_back_as_records() -> None:
     request = recovery_request(sessionKey="k")
     body = msgspec.msgpack.encode([request.as_json(), {"status": "released", "action": "release_lane"}, 5])
     read = records.from_row(2, records.COMPLETED, "default", "k", 5, body).payload
-    assert read == [request, recovery_outcome(status="released", action="release_lane"), 5]
+    # written before profiles existed: applied with the seed's guard
+    assert read == [request, recovery_outcome(status="released", action="release_lane"), 5, "seed"]
     assert read[1].mutating
 
 

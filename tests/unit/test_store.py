@@ -312,9 +312,71 @@ def test_recovery_generation_guard(store):
     apply(store, "message.queued", T0 + 1, source="x", sessionKey="s1", queueDepth=2)
     s = session(store)
     request = recovery_request(stateGeneration=s.generation, expectedState="idle", requestedAt=T0 + 10, queueDepth=2)
-    assert store.is_current(s, request)
+    released = recovery_outcome(status="released", action="release_lane")
+    assert store.is_current(s, request, released)
     apply(store, "run.started", T0 + 11, sessionKey="s1", runId="new")  # a newer owner
-    assert not store.is_current(s, request)
+    assert not store.is_current(s, request, released)
+
+
+@pytest.mark.parametrize(("profile_is_2026_9", "expected"), [(False, False), (True, True)])
+def test_an_idle_abort_one_generation_on_passes_only_the_2026_9_guard(store, profile_is_2026_9, expected):
+    """2026.9 accepts generation + 1 for an idle abort (the abort's own end of the run moved it)."""
+    apply(store, "session.state", state="idle", sessionKey="s1")
+    apply(store, "message.queued", T0 + 1, source="x", sessionKey="s1", queueDepth=1)
+    s = session(store)
+    request = recovery_request(stateGeneration=s.generation, expectedState="idle", requestedAt=T0 + 10, queueDepth=1)
+    apply(store, "session.state", T0 + 11, state="idle", sessionKey="s1")  # one generation on, still idle
+    aborted = recovery_outcome(status="aborted", action="abort_embedded_run")
+    assert store.is_current(s, request, aborted, profile_is_2026_9) is expected
+    released = recovery_outcome(status="released", action="release_lane")
+    assert store.is_current(s, request, released, profile_is_2026_9) is False  # only the idle abort
+
+
+@pytest.mark.parametrize(
+    ("profile", "outcome", "applied", "kind"),
+    [
+        # the seed applies a noop that found no active work; 2026.9 applies aborted / released only
+        ("seed", {"status": "noop", "action": "none", "outcomeReason": "no_active_work"}, True, "model_call"),
+        ("openclaw-2026.9", {"status": "noop", "action": "none", "outcomeReason": "no_active_work"}, False, None),
+        # 2026.9 reports the work the gateway found, the seed the work the request named
+        ("seed", {"status": "aborted", "action": "abort_embedded_run", "activeWorkKind": "embedded_run"},
+         True, "model_call"),
+        ("openclaw-2026.9", {"status": "aborted", "action": "abort_embedded_run", "activeWorkKind": "embedded_run"},
+         True, "embedded_run"),
+    ],
+)
+def test_what_a_completed_recovery_applies_and_reports_follows_the_profile(store, profile, outcome, applied, kind):
+    apply(store, "session.state", state="processing", sessionKey="s1")
+    apply(store, "model.call.started", T0 + 1, sessionKey="s1", provider="p", model="m")
+    s = session(store)
+    request = recovery_request(stateGeneration=s.generation, expectedState="processing", requestedAt=T0 + 5,
+                               activeWorkKind="model_call")
+    store.begin_recovery(s, request)
+    done = store.complete_recovery(s, request, recovery_outcome(**outcome), T0 + 100, profile)
+    assert done.applied is applied
+    assert done.entry.get("activeWorkKind") == kind
+    assert s.state == ("idle" if applied else "processing")
+
+
+@pytest.mark.parametrize(
+    ("outcome", "expected_depth"),
+    [
+        ({"status": "released", "action": "release_lane"}, 0),
+        ({"status": "released", "action": "release_lane", "queuedCount": 2}, 5),  # seed: 0
+        ({"status": "aborted", "action": "abort_embedded_run", "released": 1}, 0),  # seed: 2 (no queuedCount)
+        ({"status": "released", "action": "release_lane", "queuedCount": 0}, 0),
+        ({"status": "aborted", "action": "abort_embedded_run"}, 2),  # current - 1
+    ],
+)
+def test_apply_recovery_queue_rules_2026_9(store, outcome, expected_depth):
+    """upstream's applyRecoveryOutcomeToDiagnosticState: a missing queuedCount counts as 0, and
+    queued idle work is kept whatever the mutating status."""
+    apply(store, "message.queued", source="x", sessionKey="s1", queueDepth=3)
+    apply(store, "model.call.started", T0 + 1, sessionKey="s1", provider="p", model="m")
+    s = session(store)
+    request = recovery_request(stateGeneration=s.generation, expectedState="idle", requestedAt=T0 + 5, queueDepth=5)
+    store.apply_recovery(s, request, recovery_outcome(**outcome), T0 + 100, upstream=True)
+    assert (s.state, s.queue_depth) == ("idle", expected_depth)
 
 
 @pytest.mark.parametrize(

@@ -143,10 +143,11 @@
         h("td", null, g.silent ? h("span", {cls: "rec warn", text: "silent"}) : h("span", {cls: "rec ok", text: "reporting"})),
         h("td", {cls: "num", text: human(g.lastHeardAgoMs) + " ago"}),
         h("td", {cls: "num", text: g.clockSkewMs + " ms"}),
+        h("td", {cls: "mono", text: (g.gatewayVersion || "unknown") + " \u00b7 " + g.profile}),
         h("td", {cls: "num", text: String(g.sessions)}),
         h("td", {cls: "num", text: String(g.eventsAccepted)}));
     });
-    return table("grid compact", [["Gateway"], ["Status"], ["Last heard", 1], ["Clock skew", 1], ["Sessions", 1],
+    return table("grid compact", [["Gateway"], ["Status"], ["Last heard", 1], ["Clock skew", 1], ["Version \u00b7 profile"], ["Sessions", 1],
       ["Events accepted", 1]], rows);
   }
   function footer(state) {

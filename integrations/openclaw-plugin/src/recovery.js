@@ -87,6 +87,7 @@ export class Recovery {
           `openclaw-diagnostics: recovery aborted the embedded run of ${sessionKey} (aborted=${!!result.aborted} drained=${!!result.drained} forceCleared=${!!result.forceCleared})`,
         );
         return outcome("aborted", "abort_embedded_run", undefined, {
+          activeWorkKind: "embedded_run", // the work found and aborted, as 2026.9's own outcome says
           aborted: !!result.aborted,
           drained: !!result.drained,
           forceCleared: !!result.forceCleared,

@@ -94,7 +94,7 @@ describe("recovery webhook: outcomes", () => {
     sdk.active.set("agent:main:hung", "sess-live");
     const res = await call(request());
     assert.equal(res.status, 200);
-    assert.deepEqual(res.body, { status: "aborted", action: "abort_embedded_run", aborted: true, drained: true, forceCleared: false });
+    assert.deepEqual(res.body, { status: "aborted", action: "abort_embedded_run", activeWorkKind: "embedded_run", aborted: true, drained: true, forceCleared: false });
     assert.deepEqual(sdk.aborts, [
       { sessionId: "sess-live", sessionKey: "agent:main:hung", settleMs: 1234, forceClear: true, reason: "stuck_recovery" },
     ]);

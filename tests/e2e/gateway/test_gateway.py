@@ -134,7 +134,7 @@ def test_wire_format_from_the_real_plugin(stack: Stack) -> None:
     assert {k.get("gatewayVersion") for k in keepalives} == {"2026.9.6"}, keepalives[:2]
     gateways = {g["gatewayId"]: g for g in stack.service.client.get("/v1/gateways").json()["items"]}
     assert gateways["e2e-stock"]["gatewayVersion"] == "2026.9.6"
-    assert gateways["e2e-stock"]["classifierProfile"] == "seed"  # pinned for these scenarios (conftest.py)
+    assert gateways["e2e-stock"]["profile"] == "seed"  # pinned for these scenarios (conftest.py)
     statuses = {status for status, _ in stack.stock_tap.responses}
     assert statuses == {202}, f"the service answered {statuses}"
     assert sum(body.get("duplicates", 0) for _, body in stack.stock_tap.responses if isinstance(body, dict)) == 0
