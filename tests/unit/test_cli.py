@@ -316,6 +316,34 @@ def test_real_hung_capture_flags_hang2() -> None:
     assert " session.stalled default agent:main:hang2 reason=active_work_without_progress " in text.stdout
 
 
+@pytest.mark.skipif(not HUNG.exists(), reason="real captures not available")
+def test_real_hung_capture_under_the_2026_9_profile_agrees_with_the_gateways_own_verdicts() -> None:
+    """The capture holds the gateway's own verdicts (its QA thresholds: warn 30 s, abort 60 s, a
+    30 s tick). Replayed with the same thresholds under `--profile openclaw-2026.9`, ours say
+    what it said, no later than one scan interval + 3 s after it (ours tick every 5 s)."""
+    result = run("replay", str(HUNG), "--warn-ms", "30000", "--abort-ms", "60000",
+                 "--profile", "openclaw-2026.9", "--json")
+    assert result.exit_code == 0, result.output
+    ours = [o for o in json_objects(result.stdout) if o["kind"] == "verdict"]
+    assert all(v["classifierProfile"] == "openclaw-2026.9" for v in ours)
+    theirs = [json.loads(line) for line in HUNG.read_text().splitlines()
+              if json.loads(line)["type"] in ("session.long_running", "session.stalled", "session.stuck")]
+    assert [(t["type"], t["reason"]) for t in theirs] == [
+        ("session.long_running", "active_model_call_without_progress"),
+        ("session.stalled", "active_work_without_progress")]
+    assert [(v["eventType"], v["reason"]) for v in ours][:2] == [
+        ("session.long_running", "active_model_call_without_progress"),
+        ("session.stalled", "active_work_without_progress")]
+    long_running, stalled = ours[0], next(v for v in ours if v["eventType"] == "session.stalled")
+    # ours turned long_running before theirs was reported and held it until stalled, which came
+    # after their long_running and no later than their stalled + one scan + 3 s
+    assert long_running["at"] <= theirs[0]["ts"] < stalled["at"] <= theirs[1]["ts"] + 5_000 + 3_000
+    assert {v["eventType"] for v in ours} <= {"session.long_running", "session.stalled"}  # never stuck
+    # past the abort threshold the 2026.9 rule asks for an active abort of the model call
+    assert stalled["recovery"]["allowActiveAbort"] is True
+    assert stalled["recovery"]["activeWorkKind"] == "model_call"
+
+
 @pytest.mark.skipif(not NORMAL.exists(), reason="real captures not available")
 def test_real_normal_capture_is_quiet() -> None:
     result = run("replay", str(NORMAL), "--warn-ms", "30000")
