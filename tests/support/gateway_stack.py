@@ -15,6 +15,7 @@ QA gateway's hung run is left for its own monitor to judge.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tests.support.fake_model import FakeModelServer
@@ -70,13 +71,14 @@ def plugin_config(tap: IngestTap, gateway_id: str, recovery: bool) -> dict[str, 
     return config
 
 
-def wait_ready(stack: Stack, gateway: Gateway, check_route: bool) -> None:
-    """Port open, the plugin's first keepalive arrived, and (stock) the webhook route is live."""
+def wait_ready(service: ServiceProcess, gateway: Gateway, *, check_route: bool = False,
+               context: Callable[[], str] = lambda: "") -> None:
+    """Port open, the plugin's first keepalive arrived, and (check_route) the webhook route is live."""
     deadline = time.monotonic() + READY_DEADLINE_S
     while True:
         gateway.assert_alive()
-        stack.service.assert_alive("while the gateways start")
-        ready = port_open(gateway.port) and gateway.gateway_id in _gateway_ids(stack.service)
+        service.assert_alive("while the gateways start")
+        ready = port_open(gateway.port) and gateway.gateway_id in _gateway_ids(service)
         if ready and check_route:
             # 401 = the plugin's route answered (without a token); 503 = plugin routes not up yet.
             status, _ = http_post_json(gateway.recovery_url(), {}, timeout=5)
@@ -84,7 +86,7 @@ def wait_ready(stack: Stack, gateway: Gateway, check_route: bool) -> None:
         if ready:
             return
         if time.monotonic() > deadline:
-            raise AssertionError(f"gateway {gateway.gateway_id} not ready in {READY_DEADLINE_S} s{stack.context()}")
+            raise AssertionError(f"gateway {gateway.gateway_id} not ready in {READY_DEADLINE_S} s{context()}")
         time.sleep(0.25)
 
 

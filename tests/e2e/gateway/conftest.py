@@ -62,7 +62,8 @@ def stack(runtime: Runtime, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             "recovery_webhook_url": f"{stock.recovery_url()}?gatewayId={{gatewayId}}",
             "recovery_webhook_token": RECOVERY_TOKEN,
             # The scenarios here pin the seed table's verdicts (ours stalled where the gateway
-            # says long_running); under `auto` these 2026.9.6 gateways get the 2026.9 table.
+            # says long_running); under `auto` these 2026.9.6 gateways get the 2026.9 table,
+            # which test_agreement.py holds against the gateway's own verdicts.
             "classifier_profile": "seed",
         },
         log_dir=root / "logs", token=INGEST_TOKEN, name="service", fast_monitor=False,
@@ -74,8 +75,8 @@ def stack(runtime: Runtime, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         # Both gateways boot at once (~15-20 s each, cold): they overlap instead of adding up.
         stock.spawn()
         qa.spawn()
-        wait_ready(built, stock, check_route=True)
-        wait_ready(built, qa, check_route=False)
+        wait_ready(service, stock, check_route=True, context=built.context)
+        wait_ready(service, qa, context=built.context)
         yield built
     finally:
         for model in (stock_model, qa_model):
