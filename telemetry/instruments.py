@@ -83,6 +83,9 @@ OVERFLOW = "openclaw.overflow"
 # Fixed attribute values
 OVERFLOW_ATTRIBUTES = {OVERFLOW: "true"}
 UNKNOWN_VALUE = "unknown"
+# what upstream's recorders write where an event lacks a field (extensions/diagnostics-otel in
+# the public openclaw repository: normalizeDiagnosticValue's fallbacks; docs/telemetry.md)
+NONE_VALUE, OTHER_VALUE, CORE_VALUE, TOOL_VALUE, REQUEST_VALUE = "none", "other", "core", "tool", "request"
 OTHER_EVENT_TYPE = "other"
 HEARTBEAT_CHANNEL = "heartbeat"
 ACTION_ABORT = "abort"
@@ -140,9 +143,12 @@ QUEUE_DEPTH_BUCKETS: tuple[float, ...] = JS_SDK_DEFAULT_BUCKETS
 BYTES_BUCKETS: tuple[float, ...] = JS_SDK_DEFAULT_BUCKETS + (
     16384, 65536, 262144, 1048576, 4194304, 16777216,
 )
-TOKENS_BUCKETS: tuple[float, ...] = (
-    256, 1024, 4096, 16384, 32768, 65536, 131072, 262144, 1048576, 2097152,
+# the two layouts upstream's exporter sets itself (AGENT_DURATION_MS_BUCKETS and
+# CONTEXT_TOKENS_BUCKETS in its extensions/diagnostics-otel source), exactly
+AGENT_DURATION_BUCKETS_MS: tuple[float, ...] = JS_SDK_DEFAULT_BUCKETS + (
+    15e3, 20e3, 30e3, 45e3, 60e3, 120e3, 180e3, 240e3, 300e3, 600e3, 900e3, 1.8e6, 3.6e6,
 )
+TOKENS_BUCKETS: tuple[float, ...] = JS_SDK_DEFAULT_BUCKETS + (16e3, 32e3, 64e3, 128e3, 2e5, 4e5, 1e6, 2e6)
 SCAN_BUCKETS_MS: tuple[float, ...] = (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
 
 # --------------------------------------------------------------------------------------------
@@ -289,7 +295,7 @@ CONTEXT_TOKENS = InstrumentSpec(
 )
 RUN_DURATION = InstrumentSpec(
     "openclaw.run.duration_ms", "histogram", "ms", "Agent run duration.",
-    (CHANNEL, PROVIDER, MODEL), DURATION_BUCKETS_MS, value_type="float",
+    (CHANNEL, PROVIDER, MODEL), AGENT_DURATION_BUCKETS_MS, value_type="float",
     produced_when="`run.completed` and `model.usage` `durationMs`",
 )
 MODEL_CALL_DURATION = InstrumentSpec(
@@ -504,6 +510,7 @@ _KIND_LABEL = {"counter": "counter", "histogram": "histogram", "gauge": "observa
 _BUCKET_NAMES = {
     AGE_BUCKETS_MS: "ages",
     DURATION_BUCKETS_MS: "durations",
+    AGENT_DURATION_BUCKETS_MS: "agent durations",
     QUEUE_DEPTH_BUCKETS: "queue depth",
     BYTES_BUCKETS: "bytes",
     TOKENS_BUCKETS: "tokens",

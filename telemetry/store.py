@@ -92,11 +92,12 @@ _NORM_CACHE: dict[str, str] = {}
 _NORM_CACHE_MAX = 65536
 
 
-def normalise_value(raw: Any) -> str | None:
+def normalise_value(raw: Any) -> str | int | float | None:
     """An attribute value as telemetry.md allows it: `[A-Za-z0-9_.:-]{1,120}`, else `unknown`.
 
-    None and the empty string mean "absent" (the attribute is omitted, never invented).
-    Booleans become `true`/`false`; numbers their decimal text.
+    None and the empty string mean "absent" (omitted, unless the event table gives the
+    attribute upstream's default: telemetry/event_table.py). Booleans become `true`/`false`;
+    numbers stay numbers.
     """
     if raw.__class__ is not str:
         return _normalise(raw)  # rare: numbers (attempt), booleans; True == 1 must not share a memo
@@ -111,16 +112,16 @@ def normalise_value(raw: Any) -> str | None:
     return result
 
 
-def _normalise(raw: Any) -> str | None:
+def _normalise(raw: Any) -> str | int | float | None:
     if raw is None:
         return None
     if isinstance(raw, bool):
         return ins.TRUE if raw else ins.FALSE
-    if isinstance(raw, int):
-        text = str(raw)
-    elif isinstance(raw, float):
-        text = str(int(raw)) if raw.is_integer() else repr(raw)
-    elif isinstance(raw, str):
+    if isinstance(raw, (int, float)):
+        # a number stays a number (upstream's openclaw.attempt, openclaw.loop.count): an int
+        # attribute on OTLP, its decimal text on /metrics
+        return int(raw) if isinstance(raw, float) and raw.is_integer() else raw
+    if isinstance(raw, str):
         text = raw.strip()
     else:
         return ins.UNKNOWN_VALUE

@@ -100,7 +100,10 @@ def test_histogram_buckets_are_the_spec_lists() -> None:
     assert ins.BYTES_BUCKETS == js_default + (16384, 65536, 262144, 1048576, 4194304, 16777216)
     for layout in (ins.AGE_BUCKETS_MS, ins.DURATION_BUCKETS_MS, ins.QUEUE_DEPTH_BUCKETS, ins.BYTES_BUCKETS):
         assert layout[:len(js_default)] == js_default  # a superset: every upstream le counts as upstream's
-    assert ins.TOKENS_BUCKETS == (256, 1024, 4096, 16384, 32768, 65536, 131072, 262144, 1048576, 2097152)
+    # upstream's own layouts (its exporter's AGENT_DURATION_MS_BUCKETS and CONTEXT_TOKENS_BUCKETS)
+    assert ins.AGENT_DURATION_BUCKETS_MS == js_default + (
+        15e3, 20e3, 30e3, 45e3, 60e3, 120e3, 180e3, 240e3, 300e3, 600e3, 900e3, 1.8e6, 3.6e6)
+    assert ins.TOKENS_BUCKETS == js_default + (16e3, 32e3, 64e3, 128e3, 2e5, 4e5, 1e6, 2e6)
     assert ins.SCAN_BUCKETS_MS == (1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000)
     for spec in ins.INSTRUMENTS:
         if spec.kind != "histogram":
@@ -109,6 +112,8 @@ def test_histogram_buckets_are_the_spec_lists() -> None:
         assert spec.buckets and list(spec.buckets) == sorted(set(spec.buckets)), spec.name
         if spec.name.endswith(("stuck_age_ms", "recovery.age_ms")):
             assert spec.buckets == ins.AGE_BUCKETS_MS
+        elif spec.name == "openclaw.run.duration_ms":
+            assert spec.buckets == ins.AGENT_DURATION_BUCKETS_MS
         elif spec.name.startswith("openclaw.monitor.scan."):
             assert spec.buckets == ins.SCAN_BUCKETS_MS
         elif spec.name.endswith(("duration_ms", "wait_ms", "time_to_first_byte_ms")):

@@ -108,6 +108,9 @@ def test_the_whole_contract_over_the_wire(receiver: OtlpReceiver, make_recorder:
         assert age.count == 1 and age.sum == 150_000 and age.min == age.max == 150_000
         sessions = receiver.metric(ins.MONITOR_SESSIONS.name)
         assert sessions.point(**{ins.ATTENTION: "stuck", ins.REASON: "stale_session_state"}).value == 1
+        # numbers travel as numbers, as upstream records them (an int_value, not a string)
+        assert receiver.metric(ins.RUN_ATTEMPT.name).points[0].attributes[ins.ATTEMPT] == 2
+        assert receiver.metric(ins.TOOL_LOOP.name).points[0].attributes[ins.LOOP_COUNT] == 5
         completed = receiver.metric(ins.RECOVERY_COMPLETED.name)
         assert completed.point(**{ins.STATUS: "released"}).value == 1
         released = receiver.metric(ins.MONITOR_RECOVERY_RELEASED_ITEMS.name)

@@ -18,7 +18,7 @@ from telemetry.store import normalise_lane, normalise_value
     ("openai-completions", "openai-completions"),
     ("has space", "unknown"),
     ("x" * 121, "unknown"),
-    (2, "2"),
+    (2, 2),
     (True, "true"),
     (None, None),
     ("", None),

@@ -166,7 +166,7 @@ EXPECTED: list[tuple[str, dict[str, Any], float]] = [
     (ins.QUEUE_DEPTH.name, k(lane="cron"), 1),
     (ins.QUEUE_DEPTH.name, k(channel="heartbeat"), 1),
     (ins.QUEUE_WAIT.name, k(lane="session"), 1),
-    (ins.RUN_ATTEMPT.name, k(attempt="2"), 1),
+    (ins.RUN_ATTEMPT.name, k(attempt=2), 1),  # a number, as upstream records it
     # one point from run.completed, one from model.usage (upstream records the run duration there)
     (ins.RUN_DURATION.name, k(channel="telegram", provider="openai", model="gpt-5"), 2),
     (ins.MODEL_CALL_DURATION.name,
@@ -175,7 +175,7 @@ EXPECTED: list[tuple[str, dict[str, Any], float]] = [
     (
         ins.MODEL_CALL_DURATION.name,
         {**k(provider="openai", model="gpt-5", api="openai-completions", transport="sse"),
-         ins.ERROR_CATEGORY: "Error", ins.FAILURE_KIND: "timeout"},
+         ins.ERROR_CATEGORY: "Error", ins.FAILURE_KIND: "timeout", ins.OBSERVATION_UNIT: "request"},  # its default
         1,
     ),
     (ins.MODEL_CALL_REQUEST_BYTES.name, {**MODEL_CALL, ins.OBSERVATION_UNIT: "request"}, 1),
@@ -195,7 +195,7 @@ EXPECTED: list[tuple[str, dict[str, Any], float]] = [
     (ins.TOOL_DURATION.name, {**TOOL, ins.TOOL_PARAMS_KIND: "object", ins.ERROR_CATEGORY: "EACCES"}, 1),
     (ins.TOOL_BLOCKED.name, {**TOOL, ins.TOOL_PARAMS_KIND: "string", ins.DENIED_REASON: "policy"}, 1),
     (ins.TOOL_LOOP.name, {ins.TOOL_NAME: "exec", ins.LOOP_LEVEL: "warning", ins.LOOP_ACTION: "warn",
-                          ins.LOOP_DETECTOR: "generic_repeat", ins.LOOP_COUNT: "5"}, 1),
+                          ins.LOOP_DETECTOR: "generic_repeat", ins.LOOP_COUNT: 5}, 1),
     (ins.WEBHOOK_RECEIVED.name, k(channel="telegram", webhook="message"), 1),
     (ins.WEBHOOK_DURATION.name, k(channel="telegram", webhook="message"), 1),
     (ins.WEBHOOK_ERROR.name, k(channel="telegram", webhook="message"), 1),
@@ -242,14 +242,35 @@ def test_histogram_values_land_in_the_right_buckets(tel: Setup) -> None:
     assert sum(depth.bucket_counts) == depth.count == 2
 
 
-def test_absent_fields_omit_attributes_never_invent(tel: Setup) -> None:
+def test_absent_fields_take_upstreams_defaults_or_are_left_out(tel: Setup) -> None:
+    """Where upstream's recorders write a fallback for a missing field, so do we; where they
+    leave the attribute out (a run's channel, a tool's owner), so do we; nothing is invented."""
     tel.recorder.event_applied(Event(type="message.processed"), GW)
     tel.recorder.event_applied(Event(type="model.call.completed", provider="p", model="m", durationMs=5), GW)
     tel.recorder.event_applied(Event(type="run.completed", runId="ID-r"), GW)  # no durationMs: nothing
-    assert tel.attrs(ins.MESSAGE_PROCESSED.name) == [{ins.GATEWAY: GW}]
-    assert tel.attrs(ins.MODEL_CALL_DURATION.name) == [{ins.GATEWAY: GW, ins.PROVIDER: "p", ins.MODEL: "m"}]
+    tel.recorder.event_applied(Event(type="run.completed", runId="ID-r", durationMs=7), GW)
+    tel.recorder.event_applied(Event(type="message.dispatch.completed", outcome="completed", durationMs=3), GW)
+    tel.recorder.event_applied(Event(type="tool.execution.blocked", toolName="exec"), GW)
+    tel.recorder.event_applied(Event(type="message.delivery.error", durationMs=4, errorCategory="has space"), GW)
+    tel.recorder.event_applied(Event(type="tool.loop", level="warning", action="warn", detector="d", count=3), GW)
+    u = ins.UNKNOWN_VALUE
+    assert tel.attrs(ins.MESSAGE_PROCESSED.name) == [{ins.GATEWAY: GW, ins.CHANNEL: u, ins.OUTCOME: u}]
+    assert tel.attrs(ins.MODEL_CALL_DURATION.name) == [{
+        ins.GATEWAY: GW, ins.PROVIDER: "p", ins.MODEL: "m", ins.API: u, ins.TRANSPORT: u,
+        ins.OBSERVATION_UNIT: "request"}]
     assert tel.points(ins.MODEL_CALL_REQUEST_BYTES.name) == []
-    assert tel.points(ins.RUN_DURATION.name) == []
+    assert tel.attrs(ins.RUN_DURATION.name) == [{ins.GATEWAY: GW, ins.PROVIDER: u, ins.MODEL: u}]
+    assert tel.attrs(ins.MESSAGE_DISPATCH_COMPLETED.name) == [{
+        ins.GATEWAY: GW, ins.CHANNEL: u, ins.OUTCOME: "completed", ins.REASON: "none", ins.SOURCE: u}]
+    assert tel.attrs(ins.TOOL_BLOCKED.name) == [{
+        ins.GATEWAY: GW, ins.GEN_AI_TOOL_NAME: "exec", ins.TOOL_NAME: "exec", ins.TOOL_SOURCE: "core",
+        ins.DENIED_REASON: "other"}]
+    # a value that is not low-cardinality falls back to the attribute's own default
+    assert tel.attrs(ins.MESSAGE_DELIVERY_DURATION.name) == [{
+        ins.GATEWAY: GW, ins.CHANNEL: u, ins.DELIVERY_KIND: "other", ins.OUTCOME: "error", ins.ERROR_CATEGORY: "other"}]
+    assert tel.attrs(ins.TOOL_LOOP.name) == [{
+        ins.GATEWAY: GW, ins.TOOL_NAME: "tool", ins.LOOP_LEVEL: "warning", ins.LOOP_ACTION: "warn",
+        ins.LOOP_DETECTOR: "d", ins.LOOP_COUNT: 3}]
 
 
 def test_metrics_only_and_activity_events_without_instruments_are_noops(tel: Setup) -> None:
@@ -284,8 +305,9 @@ def test_gateway_verdict_events_are_not_counted_as_ours(tel: Setup) -> None:
         (None, None),
         (True, "true"),
         (False, "false"),
-        (3, "3"),
-        (2.0, "2"),
+        (3, 3),  # numbers stay numbers (openclaw.attempt): an int on OTLP
+        (2.0, 2),
+        (2.5, 2.5),
     ],
 )
 def test_normalise_value(raw: Any, expected: Any) -> None:
