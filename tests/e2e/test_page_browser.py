@@ -106,6 +106,8 @@ def test_stuck_session_appears_live_and_opens(service_factory: Any, page: Any) -
     assert "1m 3" in texts[0]  # a human-readable age (1m 35s and counting)
     assert page.locator(".card.stuck .card-value").inner_text() == "2"
     assert page.locator(".card.stalled .card-value").inner_text() == "1"
+    # each gateway's version and classifier profile (these keepalives report no version: seed)
+    assert page.locator("#gateways").inner_text().count("unknown · seed") == 2
     # The hostile key is text, not markup: two <script> elements on the page (ours and the JSON
     # data block the page came with), no dialog; its link carries it URL-encoded.
     assert page.locator("script").count() == 2

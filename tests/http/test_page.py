@@ -125,6 +125,8 @@ def test_state_json(open_svc: Any) -> None:
     ages = [item["attention"]["attentionAgeMs"] for item in state["items"]]
     assert ages == sorted(ages, reverse=True)  # all stuck: oldest first
     assert {g["gatewayId"] for g in state["gateways"]} >= {"gw-1", "gw-<b>"}
+    # each gateway with its version and the classifier profile in force (no keepalive: seed)
+    assert {(g["gatewayVersion"], g["profile"]) for g in state["gateways"]} == {(None, "seed")}
     assert state["monitor"]["running"] is True and state["monitor"]["warnMs"] == 1000
 
 
