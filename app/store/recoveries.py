@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.outcomes import MUTATING, SKIPPED_IN_FLIGHT, RecoveryOutcome, RecoveryRequest, completion
+from app.outcomes import (
+    MUTATING,
+    SKIPPED_IN_FLIGHT,
+    RecoveryOutcome,
+    RecoveryRequest,
+    completion,
+)
 from app.store.model import (
     HISTORY_LIMIT,
     IDLE,
