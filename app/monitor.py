@@ -174,25 +174,24 @@ class Monitor:
         gateway_now = info.now(now)
         age = gateway_now - session.last_activity
         activity = session.activity
-        profile = self.profile_of(info)
+        profile = self._profiles.get(info.gateway_version) or self.profile_of(info)
         upstream = profile == OPENCLAW_2026_9
         # The considered-session rule, decided before any snapshot is built (most candidates
         # are fresh): markers are exactly "a kind is set or an embedded run is active".
-        owned = activity is not None and activity.has_markers()
-        progress_at = activity.last_progress_at if activity is not None else None
         idle_queued_stall = (
             session.state == IDLE
             and session.queue_depth > 0
-            and owned
-            and progress_at is not None
-            and gateway_now - progress_at > warn
+            and activity is not None
+            and activity.has_markers()
+            and activity.last_progress_at is not None
+            and gateway_now - activity.last_progress_at > warn
         )
         if idle_queued_stall:
-            attention_age = gateway_now - progress_at  # type: ignore[operator]
-        elif upstream and owned and progress_at is not None:
+            attention_age = gateway_now - activity.last_progress_at  # type: ignore[union-attr,operator]
+        elif upstream and activity is not None and activity.last_progress_at is not None and activity.has_markers():
             # 2026.9: owned work silent for longer than the session counts (the repeated-request
             # age, its third term, is not forwarded: docs/design.md)
-            attention_age = max(age, gateway_now - progress_at)
+            attention_age = max(age, gateway_now - activity.last_progress_at)
         else:
             attention_age = age
         previous = session.attention
