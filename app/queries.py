@@ -39,6 +39,13 @@ def visible(scope: Scope, gateway: str) -> bool:
     return scope is None or gateway in scope
 
 
+def narrowed(scope: Scope, gateway: str | None) -> Scope:
+    """The caller's scope, filtered to one gateway when a page or link asks for it."""
+    if gateway is None:
+        return scope
+    return frozenset({gateway}) if scope is None else scope & {gateway}
+
+
 class UnknownSession(Exception):
     """No session of that key within the caller's scope."""
 
@@ -332,15 +339,18 @@ class LocalQueries:
 
     def session_counts(self) -> Iterable[SessionCount]:
         under: Counter[tuple[str, str, str, str]] = Counter()
+        oldest: dict[tuple[str, str, str, str], int] = {}
         for session in self.store.considered():
             attention = session.attention
             if attention is not None:
-                under[(session.gateway, session.state, LABEL[attention.event_type], attention.reason)] += 1
+                key = (session.gateway, session.state, LABEL[attention.event_type], attention.reason)
+                under[key] += 1
+                oldest[key] = max(oldest.get(key, 0), attention.age_ms)
         flagged: Counter[tuple[str, str]] = Counter()
         rows = []
         for (gateway, state, label, reason), count in under.items():
             flagged[(gateway, state)] += count
-            rows.append(SessionCount(gateway, state, label, reason, count))
+            rows.append(SessionCount(gateway, state, label, reason, count, oldest[(gateway, state, label, reason)]))
         for gateway, state, count in self.store.sessions_by_state():
             rest = count - flagged[(gateway, state)]
             if rest > 0 or count:

@@ -399,6 +399,11 @@ MONITOR_SESSIONS = InstrumentSpec(
     "openclaw.monitor.sessions", "gauge", "{session}", "Tracked sessions by state and current attention.",
     (STATE, ATTENTION, REASON), produced_when="observed at collection (the live picture)",
 )
+MONITOR_ATTENTION_AGE = InstrumentSpec(
+    "openclaw.monitor.attention.oldest_age_ms", "gauge", "ms",
+    "The longest attention age among the sessions under each attention and reason (since when).",
+    (ATTENTION, REASON), produced_when="observed at collection (the live picture)",
+)
 MONITOR_GATEWAYS = InstrumentSpec(
     "openclaw.monitor.gateways", "gauge", "{gateway}", "Gateways heard from, live or silent.",
     (STATUS,), produced_when="observed at collection",
@@ -472,7 +477,7 @@ GATEWAY_CONTRACT: tuple[InstrumentSpec, ...] = (
     MESSAGE_DISPATCH_DURATION, MESSAGE_DELIVERY_STARTED, MESSAGE_DELIVERY_DURATION,
 )
 MONITOR_INSTRUMENTS: tuple[InstrumentSpec, ...] = (
-    MONITOR_EVENTS, MONITOR_SESSIONS, MONITOR_GATEWAYS, MONITOR_CLOCK_SKEW, MONITOR_SCAN_DURATION,
+    MONITOR_EVENTS, MONITOR_SESSIONS, MONITOR_ATTENTION_AGE, MONITOR_GATEWAYS, MONITOR_CLOCK_SKEW, MONITOR_SCAN_DURATION,
     MONITOR_SCAN_LAG, MONITOR_SESSIONS_EVICTED, MONITOR_EXPORT_FAILURES, MONITOR_FORWARDER_DROPPED,
     MONITOR_FORWARDER_QUEUED, MONITOR_CLOCK_CLAMPED, MONITOR_TELEMETRY_OVERFLOW, MONITOR_JOURNAL_REFUSED,
     MONITOR_BOUNDED_EVICTED, MONITOR_RECOVERY_RELEASED_ITEMS,

@@ -32,6 +32,7 @@ class SessionCount:
     attention: str  # none | long_running | stalled | stuck
     reason: str | None
     count: int
+    oldest_age_ms: int | None = None  # the longest attention age among them (attention rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +177,7 @@ class OtelRecorder(Recorder):
         self._dropped = i(ins.MONITOR_FORWARDER_DROPPED)
         self._handlers = event_table.handlers(store)  # the gateway events (telemetry/event_table.py)
         store.observe(ins.MONITOR_SESSIONS, self._session_rows)
+        store.observe(ins.MONITOR_ATTENTION_AGE, self._attention_age_rows)
         store.observe(ins.MONITOR_GATEWAYS, self._gateway_rows)
         store.observe(ins.MONITOR_CLOCK_SKEW, self._skew_rows, _largest_magnitude)
         store.observe(ins.MONITOR_FORWARDER_QUEUED, self._forwarder_rows)
@@ -329,6 +331,26 @@ class OtelRecorder(Recorder):
             if gw_on:
                 attrs[G] = row.gateway
             rows.append((attrs, row.count))
+        return rows
+
+    def _attention_age_rows(self) -> list[tuple[dict[str, Any], int]]:
+        """Since when: the oldest attention age per gateway, attention and reason."""
+        sources = self._sources
+        if sources is None:
+            return []
+        gw_on = self._gw
+        oldest: dict[tuple[Any, str, str | None], int] = {}
+        for row in sources.sessions():
+            if row.oldest_age_ms is None:
+                continue
+            key = (row.gateway if gw_on else None, row.attention, row.reason)
+            oldest[key] = max(oldest.get(key, 0), row.oldest_age_ms)
+        rows = []
+        for (gateway, attention, reason), age in oldest.items():
+            attrs: dict[str, Any] = {ins.ATTENTION: attention, ins.REASON: reason}
+            if gw_on:
+                attrs[G] = gateway
+            rows.append((attrs, age))
         return rows
 
     def _gateway_rows(self) -> list[tuple[dict[str, Any], int]]:

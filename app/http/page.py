@@ -29,7 +29,7 @@ from starlette.types import Scope
 from app.http import api, auth
 from app.http.auth import COOKIE, authorize
 from app.http.errors import ApiError
-from app.queries import AmbiguousSession, UnknownSession
+from app.queries import AmbiguousSession, UnknownSession, narrowed
 
 if TYPE_CHECKING:
     from app.service import Service
@@ -127,17 +127,19 @@ def _login_response(request: Request) -> HTMLResponse:
 
 
 @router.get("/", response_class=HTMLResponse)
-async def overview(request: Request) -> Response:
+async def overview(request: Request, gatewayId: str | None = Query(None, max_length=128)) -> Response:
+    """The overview; `?gatewayId=` shows one gateway (the alerts link here: deploy/rules)."""
     if not _authorized(request):
         return _login_response(request)
-    state = _service(request).queries.overview(auth.scope_of(request))
+    state = _service(request).queries.overview(narrowed(auth.scope_of(request), gatewayId))
     return _page(request, "overview", initial_state=state)
 
 
 @router.get("/ui/state.json")
-async def state_json(request: Request) -> Response:
+async def state_json(request: Request, gatewayId: str | None = Query(None, max_length=128)) -> Response:
     auth.require_token(request)
-    return JSONResponse(_service(request).queries.overview(auth.scope_of(request)), headers={"Cache-Control": "no-store"})
+    state = _service(request).queries.overview(narrowed(auth.scope_of(request), gatewayId))
+    return JSONResponse(state, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/ui/session", response_class=HTMLResponse)

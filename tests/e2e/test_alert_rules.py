@@ -145,15 +145,21 @@ def test_every_alert_has_severity_summary_description_runbook_and_dashboard():
     for name, rule in alerts().items():
         assert rule["labels"]["severity"] in ("warning", "critical"), name
         notes = rule["annotations"]
-        assert set(notes) == {"summary", "description", "runbook_url", "dashboard"}, name
-        assert len(notes["summary"]) < 100, f"{name}: the summary is a one-liner"
+        about_sessions = name.startswith(("OpenClawSession", "OpenClawGateway"))
+        expected = {"summary", "description", "runbook_url", "dashboard"} | ({"page"} if about_sessions else set())
+        assert set(notes) == expected, name
+        if about_sessions:  # the service's own page, filtered to the gateway when there is one
+            assert notes["page"].startswith("{{ $externalLabels.openclaw_public_url }}/"), name
+            assert ("openclaw_gateway" in rule["expr"]) == ("gatewayId={{ $labels.openclaw_gateway | urlquery }}"
+                                                           in notes["page"]), name
+        assert len(notes["summary"]) < 120, f"{name}: the summary is a one-liner"
         assert len(notes["description"]) > len(notes["summary"]), name
         path, _, anchor = notes["runbook_url"].partition("#")
         assert path == "docs/runbook.md" and anchor == name.lower(), f"{name}: {notes['runbook_url']}"
         assert anchor in anchors, f"{name}: docs/runbook.md has no heading for #{anchor}"
         assert f"/d/{uid}/" in notes["dashboard"], f"{name}: dashboard link is not the OpenClaw dashboard"
         # A per-gateway alert opens the dashboard on its gateway.
-        per_gateway = "by (openclaw_gateway)" in rule["expr"]
+        per_gateway = "by (openclaw_gateway" in rule["expr"]
         assert per_gateway == ("var-gateway={{ $labels.openclaw_gateway }}" in notes["dashboard"]), name
 
 

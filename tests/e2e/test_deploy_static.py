@@ -489,10 +489,10 @@ def test_healthcheck_is_unhealthy_on_error_status_or_nothing_listening(readyz_se
 # ---------------------------------------------------------------------------- compose
 
 
-def test_compose_has_the_four_services_and_valid_top_level_keys():
+def test_compose_has_the_five_services_and_valid_top_level_keys():
     doc = compose()
     assert set(doc) <= {"name", "services", "volumes", "networks", "configs", "secrets", "x-defaults"}
-    assert {SERVICE, COLLECTOR_SERVICE, "prometheus", "grafana"} <= set(doc["services"])
+    assert {SERVICE, COLLECTOR_SERVICE, "prometheus", "alertmanager", "grafana"} <= set(doc["services"])
     for name, service in doc["services"].items():
         assert "image" in service or "build" in service, f"{name}: neither image nor build"
 
@@ -933,3 +933,27 @@ def test_every_dashboard_query_parses_as_promql(tmp_path):
         named = [text for record, text in index.items() if record in details]
         pytest.fail(f"promtool rejects dashboard queries:\n{details}\n" + "\n".join(named))
     assert f"{len(rules)} rules found" in result.stdout
+
+
+def test_alerts_go_to_alertmanager_rendered_with_the_operators_webhook():
+    """Prometheus sends to the stack's Alertmanager; Alertmanager runs the shipped file through
+    the entrypoint that puts OPENCLAW_ALERT_WEBHOOK_URL in (tests/e2e/test_alert_delivery.py runs
+    it for real); the page links come from OPENCLAW_DIAG_PUBLIC_URL via an external label."""
+    prometheus = load_yaml(PROMETHEUS)
+    assert prometheus["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    assert prometheus["global"]["external_labels"] == {"openclaw_public_url": "${OPENCLAW_DIAG_PUBLIC_URL}"}
+    services = compose()["services"]
+    assert "--enable-feature=expand-external-labels" in services["prometheus"]["command"]
+    assert "OPENCLAW_DIAG_PUBLIC_URL" in services["prometheus"]["environment"]
+    assert services["prometheus"]["depends_on"]["alertmanager"] == {"condition": "service_healthy"}
+    manager = services["alertmanager"]
+    assert manager["entrypoint"] == ["/bin/sh", "/etc/alertmanager/entrypoint.sh"]
+    assert "OPENCLAW_ALERT_WEBHOOK_URL" in manager["environment"]
+    mounts = {volume.split(":")[0]: volume.split(":")[1] for volume in manager["volumes"]}
+    assert mounts["./deploy/alertmanager.yml"] == "/etc/alertmanager/alertmanager.yml"
+    assert mounts["./deploy/alertmanager-entrypoint.sh"] == "/etc/alertmanager/entrypoint.sh"
+    shipped = load_yaml(ROOT / "deploy" / "alertmanager.yml")
+    assert shipped["route"]["group_by"] == ["alertname", "openclaw_gateway"]
+    silent = next(rule for rule in shipped["inhibit_rules"]
+                  if rule["source_matchers"] == ['alertname="OpenClawGatewaySilent"'])
+    assert silent["equal"] == ["openclaw_gateway"]

@@ -117,7 +117,7 @@ HISTOGRAMS = (
 )
 GAUGES = (
     "openclaw_monitor_sessions", "openclaw_monitor_gateways", "openclaw_monitor_gateway_clock_skew_ms_milliseconds",
-    "openclaw_monitor_forwarder_queued",
+    "openclaw_monitor_forwarder_queued", "openclaw_monitor_attention_oldest_age_ms_milliseconds",
 )
 # telemetry.md: the service's own instruments WITHOUT openclaw.gateway. Everything else is
 # produced from a gateway's events (or is a per-gateway monitor gauge/counter) and carries it.

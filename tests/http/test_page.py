@@ -128,6 +128,12 @@ def test_state_json(open_svc: Any) -> None:
     # each gateway with its version and the classifier profile in force (no keepalive: seed)
     assert {(g["gatewayVersion"], g["profile"]) for g in state["gateways"]} == {(None, "seed")}
     assert state["monitor"]["running"] is True and state["monitor"]["warnMs"] == 1000
+    # ?gatewayId= narrows the picture to one gateway (what the alerts link to)
+    one = open_svc.client.get("/ui/state.json", params={"gatewayId": "gw-<b>"}).json()
+    assert [g["gatewayId"] for g in one["gateways"]] == ["gw-<b>"]
+    assert {item["gatewayId"] for item in one["items"]} == {"gw-<b>"} and one["counts"]["stuck"] >= 1
+    page_state = initial_state(open_svc.client.get("/", params={"gatewayId": "gw-<b>"}).text)
+    assert [g["gatewayId"] for g in page_state["gateways"]] == ["gw-<b>"]
 
 
 def test_static_assets(open_svc: Any) -> None:

@@ -25,7 +25,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,11 @@ class PrometheusServer:
     def __init__(self, workdir: Path, *, targets: Sequence[str], rule_files: Iterable[Path] = (),
                  job: str = "openclaw-diagnostics", metrics_path: str = "/metrics",
                  scrape_interval: str = "1s", evaluation_interval: str = "1s",
-                 binary: str | None = None) -> None:
+                 binary: str | None = None, alertmanagers: Sequence[str] = (),
+                 external_labels: Mapping[str, str] | None = None,
+                 rule_text: Callable[[str], str] | None = None) -> None:
+        """`alertmanagers`: where firing alerts go (host:port); `rule_text`: applied to each rule
+        file's text as it is copied (a test shortens its `for:` durations there)."""
         self.workdir = Path(workdir)
         self.scrape_targets = list(targets)
         self.rule_sources = [Path(path) for path in rule_files]
@@ -71,6 +75,9 @@ class PrometheusServer:
         self.scrape_interval = scrape_interval
         self.evaluation_interval = evaluation_interval
         self.binary = binary or prometheus_binary()
+        self.alertmanagers = list(alertmanagers)
+        self.external_labels = dict(external_labels or {})
+        self.rule_text = rule_text
         self.proc: subprocess.Popen[bytes] | None = None
         self.port: int | None = None
         self.log_path = self.workdir / "prometheus.log"
@@ -82,11 +89,12 @@ class PrometheusServer:
 
     def config(self) -> dict[str, Any]:
         rules_dir = self.workdir / "rules"
-        return {
+        config: dict[str, Any] = {
             "global": {
                 "scrape_interval": self.scrape_interval,
                 "scrape_timeout": self.scrape_interval,
                 "evaluation_interval": self.evaluation_interval,
+                **({"external_labels": self.external_labels} if self.external_labels else {}),
             },
             "rule_files": [str(rules_dir / source.name) for source in self.rule_sources],
             "scrape_configs": [{
@@ -95,12 +103,16 @@ class PrometheusServer:
                 "static_configs": [{"targets": self.scrape_targets}],
             }],
         }
+        if self.alertmanagers:
+            config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": self.alertmanagers}]}]}
+        return config
 
     def write_config(self) -> None:
         rules_dir = self.workdir / "rules"
         rules_dir.mkdir(parents=True, exist_ok=True)
         for source in self.rule_sources:
-            shutil.copyfile(source, rules_dir / source.name)
+            text = source.read_text(encoding="utf-8")
+            (rules_dir / source.name).write_text(self.rule_text(text) if self.rule_text else text, encoding="utf-8")
         self.config_path.write_text(json.dumps(self.config(), indent=2))
 
     # -- lifecycle ---------------------------------------------------------------------------

@@ -122,8 +122,8 @@ def recovery_payload(**extra: Any) -> dict[str, Any]:
 def live_sources(gateway: str = GW) -> LiveSources:
     return LiveSources(
         sessions=lambda: [
-            SessionCount(gateway, "processing", "stuck", "stale_session_state", 1),
-            SessionCount(gateway, "processing", "stalled", "active_work_without_progress", 2),
+            SessionCount(gateway, "processing", "stuck", "stale_session_state", 1, 150_000),
+            SessionCount(gateway, "processing", "stalled", "active_work_without_progress", 2, 95_000),
             SessionCount(gateway, "idle", "none", None, 10),
             SessionCount("gw-2", "idle", "none", None, 4),
         ],

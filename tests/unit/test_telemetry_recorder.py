@@ -598,7 +598,8 @@ def test_observable_gauges_read_live_sources(tel: Setup) -> None:
     tel.recorder.bind(
         LiveSources(
             sessions=lambda: [
-                SessionCount(GW, "processing", "stuck", "stale_session_state", counts["stuck"]),
+                SessionCount(GW, "processing", "stuck", "stale_session_state", counts["stuck"], 61_000),
+                SessionCount(GW, "idle", "stuck", "stale_session_state", 1, 420_000),
                 SessionCount(GW, "idle", "none", "ignored-for-none", 7),
             ],
             gateways=lambda: [GatewayStatus(GW, False, -40, 2), GatewayStatus("gw-2", True, 900, None)],
@@ -608,7 +609,10 @@ def test_observable_gauges_read_live_sources(tel: Setup) -> None:
                                                     reason="stale_session_state", gateway=GW)) == 1
     assert k(attention="none", state="idle", gateway=GW) in tel.attrs(ins.MONITOR_SESSIONS.name)
     counts["stuck"] = 3  # the gauge is read at collection time
-    assert tel.value(ins.MONITOR_SESSIONS.name, **k(attention="stuck")) == 3
+    assert tel.value(ins.MONITOR_SESSIONS.name, **k(attention="stuck", state="processing")) == 3
+    # since when: the oldest attention age per gateway, attention and reason, whatever the state
+    assert tel.attrs(ins.MONITOR_ATTENTION_AGE.name) == [k(attention="stuck", reason="stale_session_state", gateway=GW)]
+    assert tel.value(ins.MONITOR_ATTENTION_AGE.name, **k(attention="stuck")) == 420_000
     metric = tel.metrics()[ins.MONITOR_SESSIONS.name]
     assert isinstance(metric.data, Gauge) and metric.unit == "{session}"
     gateways = {(p.attributes[ins.GATEWAY], p.attributes[ins.STATUS]): p.value

@@ -304,7 +304,7 @@
     render(JSON.parse(initial.textContent));
   }
   if (page === "overview") {
-    start(base + "/ui/state.json", renderOverview);
+    start(base + "/ui/state.json" + location.search, renderOverview);  // ?gatewayId= filters
   } else if (page === "session") {
     var query = new URLSearchParams({sessionKey: body.dataset.key, gatewayId: body.dataset.gateway});
     start(base + "/ui/session.json?" + query.toString(), renderDetail);
