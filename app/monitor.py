@@ -157,6 +157,7 @@ class Monitor:
         self.ticks += 1
         self.last_tick_at = now
         self.recorder.scan_finished((time.perf_counter() - begun) * 1000, lag_ms)
+        self._notify("tick", {"now": now})
         # eviction after the scan, within half a tick: the verdicts never wait for it
         await self._evict(now, begun + self.config.scan_interval_ms / 2000)
 
@@ -255,6 +256,13 @@ class Monitor:
                     stuck_age = attention_age
                 else:
                     long_age = attention_age
+        if not same:
+            self._notify("attention_changed", {
+                "gatewayId": session.gateway, "key": session.key, "sessionKey": session.session_key,
+                "sessionId": session.session_id, "eventType": result.event_type, "reason": result.reason,
+                "classification": result.classification, "activeWorkKind": result.active_work_kind,
+                "state": session.state, "ageMs": attention_age, "classifierProfile": profile,
+            })
         if report or not same:
             self.journal.submit(memory_record(session, attention, stuck_age, long_age, stalled_at), wait=False)
         else:

@@ -11,6 +11,7 @@ import sys
 from collections import Counter
 
 from app.clock import Clock, SystemClock
+from app.changes import ChangeFeed, ChangeWatcher
 from app.journal import Journal
 from app.journal_interface import JournalBackend, JournalError
 from app.monitor import Monitor, MonitorConfig
@@ -79,6 +80,12 @@ class Service:
         self.monitor = Monitor(self.store, MonitorConfig.from_settings(settings), clock=self.clock,
                                journal=self.journal, recovery=self.coordinator, recorder=self.recorder)
         self.queries: Queries = LocalQueries(self)
+        # what changes, for the change stream and the notifier (app/changes.py)
+        self.changes = ChangeFeed(self.clock)
+        watcher = ChangeWatcher(self.changes, self.store, is_silent=self.is_silent,
+                                session_hash=lambda value: self.session_ids.hash(value) if value else None)
+        self.monitor.listeners.append(watcher.on_monitor)
+        self.coordinator.listeners.append(watcher.on_coordinator)
         self._checkpointer: asyncio.Task[None] | None = None
         self._switch_interval: float | None = None
         self._skew_warned: dict[str, int] = {}
@@ -112,6 +119,7 @@ class Service:
         self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="openclaw-checkpoint")
 
     async def close(self) -> None:
+        self.changes.close()  # open change streams end
         if self._checkpointer is not None:
             self._checkpointer.cancel()
             await asyncio.gather(self._checkpointer, return_exceptions=True)
