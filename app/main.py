@@ -8,7 +8,10 @@ Nothing imports this module back.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+import os
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -34,12 +37,45 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None,
         service = Service(settings, clock=clock, recorder=recorder)
         await service.open()
         app.state.service = app.service = service
+        restore = _tell_on_stop_signals(service)
         try:
             yield
         finally:
+            restore()
             await service.close()
 
     return build_http_app(settings, lifespan)
+
+
+def _tell_on_stop_signals(service: Service) -> Callable[[], None]:
+    """Chain SIGTERM and SIGINT: the service hears of the stop first (its open change streams
+    end at once, app/http/stream.py), then the server's own handler runs as before. A server
+    drains open requests before the lifespan's shutdown, so this is the only early word the
+    service gets. Only from the main thread, where signal handlers live (a test's in-process
+    client runs the lifespan elsewhere); returns what puts the previous handlers back."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous: dict[int, Any] = {}
+
+    def handler(sig: int, frame: Any) -> None:
+        service.stopping()
+        chained = previous.get(sig)
+        if callable(chained):
+            chained(sig, frame)
+        elif chained == signal.SIG_DFL:  # no server handler: what the signal would have done
+            signal.signal(sig, signal.SIG_DFL)
+            os.kill(os.getpid(), sig)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous[sig] = signal.getsignal(sig)
+        signal.signal(sig, handler)
+
+    def restore() -> None:
+        for sig, chained in previous.items():
+            if signal.getsignal(sig) is handler:
+                signal.signal(sig, chained)
+
+    return restore
 
 
 def __getattr__(name: str) -> Any:

@@ -87,11 +87,13 @@ class Service:
         self.monitor.listeners.append(watcher.on_monitor)
         self.coordinator.listeners.append(watcher.on_coordinator)
         self._checkpointer: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._switch_interval: float | None = None
         self._skew_warned: dict[str, int] = {}
         self._bounds_reported: Counter[str] = Counter()
 
     async def open(self, *, background: bool = True) -> None:
+        self._loop = asyncio.get_running_loop()
         restored = await asyncio.to_thread(self.journal.open, self.store)
         if restored:
             # Events may have been missed while the service was down: no recovery for one warn.
@@ -117,6 +119,12 @@ class Service:
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.monitor.start()
         self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="openclaw-checkpoint")
+
+    def stopping(self) -> None:
+        """A stop signal arrived (app/cli.py's server; callable from a signal handler): open
+        change streams end now rather than when the graceful stop cuts them."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.changes.close)
 
     async def close(self) -> None:
         self.changes.close()  # open change streams end

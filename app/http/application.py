@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
-from app.http import api, health, page
+from app.http import api, health, page, stream
 from app.http.errors import install_error_handlers
 from app.http.hosts import HEALTH_PROBES, HostAllowList
 from app.http.ingest import INGEST_PATH, serve_ingest
@@ -64,6 +64,7 @@ def build_http_app(settings: Settings,
     )
     app.hosts = HostAllowList(settings.allowed_hosts, settings.host)
     app.include_router(api.router)
+    app.include_router(stream.router)
     app.include_router(health.router)
     app.include_router(page.router)
     page.install_static_files(app)

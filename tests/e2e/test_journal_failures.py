@@ -33,13 +33,12 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.service_process import ServiceProcess, now_ms, wait_until
+from tests.support.service_process import GRACEFUL, ServiceProcess, now_ms, wait_until
 
 pytestmark = pytest.mark.e2e
 
 GW = "gw-ledger"
 KEYS = [f"ledger:{i}" for i in range(16)]
-GRACEFUL = (0, -signal.SIGTERM)  # exit codes of a completed graceful stop
 
 
 @dataclass

@@ -58,6 +58,7 @@ from tests.support.reading import ReadsSessions
 ENV_PREFIX = "OPENCLAW_DIAG_"
 FAST_MONITOR: dict[str, object] = {"stuck_session_warn_ms": 1000, "scan_interval_ms": 100}
 START_DEADLINE_S = 30.0
+GRACEFUL = (0, -signal.SIGTERM)  # exit codes of a completed graceful stop (uvicorn re-raises SIGTERM)
 
 T = TypeVar("T")
 _Server = TypeVar("_Server", bound="LoopbackServer")
