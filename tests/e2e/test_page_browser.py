@@ -75,7 +75,9 @@ def stuck_events(gateway: str, key: str, age_ms: int, **extra: Any) -> list[dict
 def test_stuck_session_appears_live_and_opens(service_factory: Any, page: Any) -> None:
     svc = service_factory(name="page-browser")  # warn 1000 ms, a scan every 100 ms
     page.goto(svc.url + "/")
-    page.wait_for_selector("#live.live")  # the script polls and renders
+    page.wait_for_selector("#live.live")  # the script fetched and rendered
+    # it follows the change stream (GET /v1/stream) and fetches when something changes
+    page.locator("#live.live", has_text="live \u00b7 streaming").wait_for()
     assert page.locator("#attention").inner_text().strip() == "No session needs attention."
 
     # Events arrive while the page is open: a stuck session, a stalled one, and the hostile key.
@@ -170,8 +172,10 @@ def test_token_cookie_flow(service_factory: Any, page: Any) -> None:
 
     page.fill("#token", TOKEN)
     page.click("button[type=submit]")
-    page.wait_for_selector("#live.live")  # signed in, and the script's polls pass with the cookie
+    page.wait_for_selector("#live.live")  # signed in, and the script's fetches pass with the cookie
     page.locator("#attention a.key", has_text="agent:main:locked").wait_for()
+    # the change stream takes the same cookie
+    page.locator("#live.live", has_text="live \u00b7 streaming").wait_for()
     cookies = {c["name"]: c for c in page.context.cookies()}
     assert cookies["openclaw_diag_token"]["httpOnly"] is True
     assert cookies["openclaw_diag_token"]["sameSite"] == "Strict"
@@ -180,4 +184,14 @@ def test_token_cookie_flow(service_factory: Any, page: Any) -> None:
     page.click("text=Sign out")
     page.wait_for_selector("#token")
     assert page.locator("h1").inner_text() == "Sign in"
+    assert page.dialogs == [] and page.errors == []
+
+
+def test_the_page_polls_when_the_change_stream_is_cut(service_factory: Any, page: Any) -> None:
+    svc = service_factory(name="page-browser-polling")
+    page.route("**/v1/stream", lambda route: route.abort())  # a proxy that drops event streams
+    page.goto(svc.url + "/")
+    page.locator("#live.live", has_text="live \u00b7 polling").wait_for()
+    post_events(svc.client, stuck_events("gw-1", "agent:main:polled", 6_000))
+    page.locator("#attention a.key", has_text="agent:main:polled").wait_for()  # within a few polls
     assert page.dialogs == [] and page.errors == []

@@ -1,7 +1,8 @@
 // The status page's one renderer. The server sends only the shell (app/http/templates/) with the
 // data of the first poll in <script type="application/json" id="initial-state">; this script
-// renders that at once, then polls the same JSON (/ui/state.json, /ui/session.json: app/http/page.py)
-// every 2 s and renders each answer. No build step: the file is served as it is.
+// renders that at once, then fetches the same JSON (/ui/state.json, /ui/session.json: app/http/page.py)
+// whenever the change stream (/v1/stream) says something changed, or every 2 s while the stream is
+// cut, and renders each answer. No build step: the file is served as it is.
 (function () {
   "use strict";
   // Everything below builds DOM nodes and sets textContent: nothing from the server is ever
@@ -266,17 +267,25 @@
     document.title = key + " \u00b7 OpenClaw diagnostics";
   }
 
-  // -- polling --------------------------------------------------------------------------------
+  // -- live updates: the change stream, polling when it is cut ---------------------------------
+  // The page follows GET /v1/stream (app/http/stream.py): a change there makes it fetch its JSON
+  // at once. While the stream is up it still fetches every STREAMING_INTERVAL, to keep the shown
+  // ages current; when the stream is cut it polls every INTERVAL until the stream is back.
   var INTERVAL = 2000;
+  var STREAMING_INTERVAL = 15000;
+  var CHANGES = ["attention.opened", "attention.changed", "attention.cleared", "recovery.requested",
+                 "recovery.completed", "gateway.silent", "gateway.back", "reset"];
   var lastOk = 0;
+  var streaming = false;
   function status(text, cls) {
     if (!live) return;
     live.textContent = text;
     live.className = "pill " + cls;
   }
-  function tick(url, render) {
-    if (document.hidden) { setTimeout(function () { tick(url, render); }, INTERVAL); return; }
-    fetch(url, {credentials: "same-origin", cache: "no-store", headers: {"Accept": "application/json"}})
+  function mode() { return streaming ? "live \u00b7 streaming" : "live \u00b7 polling"; }
+  function load(url, render) {
+    // one fetch and render; true when it worked
+    return fetch(url, {credentials: "same-origin", cache: "no-store", headers: {"Accept": "application/json"}})
       .then(function (response) {
         if (response.status === 401) { status("signed out \u2013 reload", "down"); return null; }
         if (response.status === 404) { status("session no longer tracked", "down"); return null; }
@@ -284,21 +293,47 @@
         return response.json();
       })
       .then(function (data) {
-        if (data === null) return;
+        if (data === null) return false;
         render(data);
         lastOk = Date.now();
-        status("live", "live");
-        setTimeout(function () { tick(url, render); }, INTERVAL);
+        status(mode(), "live");
+        return true;
       })
       .catch(function () {
         status(lastOk ? "reconnecting\u2026" : "offline", "down");
-        setTimeout(function () { tick(url, render); }, INTERVAL * 2);
+        return false;
       });
   }
+  function tick(url, render) {
+    var next = function (ok) {
+      var wait = streaming ? STREAMING_INTERVAL : (ok === false ? INTERVAL * 2 : INTERVAL);
+      setTimeout(function () { tick(url, render); }, wait);
+    };
+    if (document.hidden) { next(true); return; }
+    load(url, render).then(next);
+  }
+  function follow(url, render) {
+    if (!window.EventSource) return;
+    var source = new EventSource(base + "/v1/stream");  // the sign-in cookie goes with it
+    var pending = null;
+    function changed() {
+      if (pending) return;  // a burst of changes is one fetch
+      pending = setTimeout(function () { pending = null; load(url, render); }, 150);
+    }
+    source.onopen = function () { streaming = true; if (lastOk) status(mode(), "live"); };
+    source.onerror = function () {
+      // EventSource comes back by itself (with Last-Event-ID); until then the page polls
+      streaming = false;
+      if (lastOk) status(mode(), "live");
+      if (source.readyState === 2) setTimeout(function () { follow(url, render); }, INTERVAL * 5);
+    };
+    CHANGES.forEach(function (name) { source.addEventListener(name, changed); });
+  }
   function start(url, render) {
-    // What the server answered with the page is shown at once; the first poll follows after one
-    // interval, as every other one. The pill says "live" only once a poll succeeded.
+    // What the server answered with the page is shown at once; the first fetch follows after one
+    // interval. The pill says "live" only once a fetch succeeded.
     var initial = document.getElementById("initial-state");
+    follow(url, render);
     if (!initial) { tick(url, render); return; }
     setTimeout(function () { tick(url, render); }, INTERVAL);
     render(JSON.parse(initial.textContent));
