@@ -17,28 +17,32 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.clock import Clock
 from app.queries import Scope, visible
 from app.store import GatewayInfo, Store
+from app.vocabulary import (
+    ATTENTION_CHANGED,
+    ATTENTION_CLEARED,
+    ATTENTION_OPENED,
+    GATEWAY_BACK,
+    GATEWAY_SILENT,
+    RECOVERY_COMPLETED,
+    RECOVERY_REQUESTED,
+)
 
 BACKLOG = 10_000  # changes kept for readers that resume
 SUBSCRIBER_QUEUE = 1_000  # changes a live reader may be behind before it is cut off
 
-ATTENTION_OPENED, ATTENTION_CHANGED, ATTENTION_CLEARED = "attention.opened", "attention.changed", "attention.cleared"
-RECOVERY_REQUESTED, RECOVERY_COMPLETED = "recovery.requested", "recovery.completed"
-GATEWAY_SILENT, GATEWAY_BACK = "gateway.silent", "gateway.back"
-EVENTS = (ATTENTION_OPENED, ATTENTION_CHANGED, ATTENTION_CLEARED, RECOVERY_REQUESTED, RECOVERY_COMPLETED,
-          GATEWAY_SILENT, GATEWAY_BACK)
 
 
 @dataclass(frozen=True, slots=True)
 class Change:
     id: int
-    event: str  # one of EVENTS
+    event: str  # one of CHANGE_EVENTS (app/vocabulary.py)
     gateway: str
     at: int  # service time, ms
     data: dict[str, Any]  # JSON-ready: what a reader needs to act on it
@@ -205,11 +209,3 @@ class ChangeWatcher:
         fields["sessionHash"] = self.session_hash(entry.get("sessionKey") or entry.get("sessionId"))
         return fields
 
-
-def names(events: Iterable[str]) -> frozenset[str]:
-    """The event names a reader asked for, checked against EVENTS."""
-    chosen = frozenset(events)
-    unknown = chosen - set(EVENTS)
-    if unknown:
-        raise ValueError(f"unknown change events: {', '.join(sorted(unknown))}")
-    return chosen

@@ -15,6 +15,7 @@ from app.changes import ChangeFeed, ChangeWatcher
 from app.journal import Journal
 from app.journal_interface import JournalBackend, JournalError
 from app.monitor import Monitor, MonitorConfig
+from app.notify import Notifier, parse_targets
 from app.queries import LocalQueries, Queries
 from app.recovery import Executor, ObserveExecutor, RecoveryCoordinator, WebhookExecutor
 from app.session_ids import SessionIds, load_key
@@ -86,6 +87,8 @@ class Service:
                                 session_hash=lambda value: self.session_ids.hash(value) if value else None)
         self.monitor.listeners.append(watcher.on_monitor)
         self.coordinator.listeners.append(watcher.on_coordinator)
+        self.notifier = Notifier(self.changes, parse_targets(settings.notify), clock=self.clock,
+                                 recorder=self.recorder, public_url=settings.public_url)
         self._checkpointer: asyncio.Task[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._switch_interval: float | None = None
@@ -118,6 +121,7 @@ class Service:
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.monitor.start()
+        self.notifier.start()
         self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="openclaw-checkpoint")
 
     def stopping(self) -> None:
@@ -132,6 +136,7 @@ class Service:
             self._checkpointer.cancel()
             await asyncio.gather(self._checkpointer, return_exceptions=True)
         await self.monitor.stop()
+        await self.notifier.aclose()  # what is still queued is not sent: the stream's backlog has it
         await self.coordinator.aclose()  # a recovery still running completes as interrupted
         try:
             await self._checkpoint()

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.notify import parse_targets
 from app.tokens import parse_tokens
 from app.webhook_address import parse_pairs
 
@@ -92,6 +93,14 @@ class Settings(BaseSettings):
         "", description="Key of the session-id hash; unset: generated once and kept in the data directory.",
     )
 
+    public_url: str = Field(
+        "", pattern=r"^$|^https?://[^\s]+$",
+        description="The address people open the service at: links in notifications (and, in the stack, alerts).",
+    )
+    notify: str = Field(
+        "", description='Notification targets, JSON: [{"url", "format": "json"|"slack", "secret"?, "events"?: [...]}].',
+    )
+
     checkpoint_interval_ms: int = Field(30_000, ge=100, description="How often the store is checkpointed.")
     journal_retention_ms: int = Field(6 * 3_600_000, ge=3_600_000, description="Event history kept for reads and dedupe.")
     journal_max_rows: int = Field(5_000_000, ge=1_000_000, description="Cap on journaled event rows.")
@@ -126,6 +135,12 @@ class Settings(BaseSettings):
     @classmethod
     def _parse_tokens(cls, value: str) -> str:
         parse_tokens(value)  # an empty token is an error naming the variable
+        return value
+
+    @field_validator("notify")
+    @classmethod
+    def _parse_notify(cls, value: str) -> str:
+        parse_targets(value)  # raises ValueError with what is wrong
         return value
 
     @field_validator("recovery_webhook_urls", "recovery_webhook_tokens")

@@ -72,3 +72,11 @@ def profile_for(setting: str, gateway_version: str | None) -> str:
     if match and (int(match.group(1)), int(match.group(2))) >= (2026, 9):
         return OPENCLAW_2026_9
     return SEED
+
+
+# -- what changes (app/changes.py): the change stream's and the notifier's event names
+ATTENTION_OPENED, ATTENTION_CHANGED, ATTENTION_CLEARED = "attention.opened", "attention.changed", "attention.cleared"
+RECOVERY_REQUESTED, RECOVERY_COMPLETED = "recovery.requested", "recovery.completed"
+GATEWAY_SILENT, GATEWAY_BACK = "gateway.silent", "gateway.back"
+CHANGE_EVENTS = (ATTENTION_OPENED, ATTENTION_CHANGED, ATTENTION_CLEARED, RECOVERY_REQUESTED, RECOVERY_COMPLETED,
+                 GATEWAY_SILENT, GATEWAY_BACK)

@@ -450,6 +450,12 @@ MONITOR_JOURNAL_REFUSED = InstrumentSpec(
     (REASON,), gateway_scoped=False,
     produced_when="an ingest request is answered 503 (`openclaw.reason` journal_unavailable|journal_full)",
 )
+MONITOR_NOTIFY_FAILURES = InstrumentSpec(
+    "openclaw.monitor.notify.failures", "counter", "1", "Notification deliveries that failed or were dropped.",
+    (REASON,), gateway_scoped=False,
+    produced_when="a notification target fails (`openclaw.reason` http_status|timeout|connection), a change is "
+                  "given up after its retries (gave_up) or pushed out of a full queue (queue_full)",
+)
 MONITOR_RECOVERY_RELEASED_ITEMS = InstrumentSpec(
     "openclaw.monitor.recovery.released_items", "counter", "1",
     "Queued items completed recoveries released, as the gateway counted them.",
@@ -480,7 +486,7 @@ MONITOR_INSTRUMENTS: tuple[InstrumentSpec, ...] = (
     MONITOR_EVENTS, MONITOR_SESSIONS, MONITOR_ATTENTION_AGE, MONITOR_GATEWAYS, MONITOR_CLOCK_SKEW, MONITOR_SCAN_DURATION,
     MONITOR_SCAN_LAG, MONITOR_SESSIONS_EVICTED, MONITOR_EXPORT_FAILURES, MONITOR_FORWARDER_DROPPED,
     MONITOR_FORWARDER_QUEUED, MONITOR_CLOCK_CLAMPED, MONITOR_TELEMETRY_OVERFLOW, MONITOR_JOURNAL_REFUSED,
-    MONITOR_BOUNDED_EVICTED, MONITOR_RECOVERY_RELEASED_ITEMS,
+    MONITOR_BOUNDED_EVICTED, MONITOR_RECOVERY_RELEASED_ITEMS, MONITOR_NOTIFY_FAILURES,
 )
 INSTRUMENTS: tuple[InstrumentSpec, ...] = SESSION_CONTRACT + GATEWAY_CONTRACT + MONITOR_INSTRUMENTS
 BY_NAME: dict[str, InstrumentSpec] = {spec.name: spec for spec in INSTRUMENTS}

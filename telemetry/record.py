@@ -87,6 +87,9 @@ class Recorder:
 
     def forwarder_dropped(self, gateway: str, count: int) -> None: ...
 
+    def notify_failed(self, reason: str) -> None:
+        """A notification delivery failed, was given up, or fell out of a full queue (app/notify.py)."""
+
     def export_health(self) -> dict[str, Any]:
         """For /readyz: exporter configured, failures per signal."""
         return {"otlp": "disabled", "failures": {}}
@@ -162,6 +165,7 @@ class OtelRecorder(Recorder):
         i = store.instrument
         self._events = i(ins.MONITOR_EVENTS)
         self._journal_refused = i(ins.MONITOR_JOURNAL_REFUSED)
+        self._notify_failures = i(ins.MONITOR_NOTIFY_FAILURES)
         self._bounded_evicted = i(ins.MONITOR_BOUNDED_EVICTED)
         self._state = i(ins.SESSION_STATE)
         self._stuck = i(ins.SESSION_STUCK)
@@ -280,6 +284,9 @@ class OtelRecorder(Recorder):
 
     def journal_refused(self, reason: str) -> None:
         self._add(self._journal_refused, ((ins.REASON, reason),), 1)
+
+    def notify_failed(self, reason: str) -> None:
+        self._add(self._notify_failures, ((ins.REASON, reason),), 1)
 
     def bounded_evicted(self, structure: str, count: int) -> None:
         if count > 0:

@@ -31,6 +31,7 @@ async def readyz(request: Request) -> JSONResponse:
                                                 "retryAfterS": journal.retry_after_s},
         "monitor": {"running": monitor_ok, "ticks": service.monitor.ticks, "lastTickAt": service.monitor.last_tick_at},
         "exporter": exporter,  # a failing collector degrades this; it never makes the service unready
+        "notify": service.notifier.health(),  # nor does a failing notification target
         "sessions": service.store.session_count,
     }
     headers = {} if ready else {"Retry-After": str(max(1, journal.retry_after_s))}

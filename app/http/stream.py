@@ -1,6 +1,6 @@
 """`GET /v1/stream`: what changes, as Server-Sent Events (README, "Change stream").
 
-Each change is one event: `id:` its number, `event:` its name (app/changes.py, EVENTS), `data:`
+Each change is one event: `id:` its number, `event:` its name (app/vocabulary.py, CHANGE_EVENTS), `data:`
 its JSON. A reader that comes back with `Last-Event-ID` (the header `EventSource` sends by
 itself, or `?lastEventId=`) gets what it missed from the backlog first; if the backlog no longer
 holds it, a `reset` event tells it to reload its picture. A token bound to gateways sees only

@@ -68,6 +68,7 @@ def test_the_monitor_instruments() -> None:
         "openclaw.monitor.clock.clamped": ("counter", "1", set(), True),
         "openclaw.monitor.telemetry.overflow": ("counter", "1", {"openclaw.instrument"}, False),
         "openclaw.monitor.journal.refused": ("counter", "1", {"openclaw.reason"}, False),
+        "openclaw.monitor.notify.failures": ("counter", "1", {"openclaw.reason"}, False),
         "openclaw.monitor.bounded.evicted": ("counter", "1", {"openclaw.structure"}, False),
         "openclaw.monitor.recovery.released_items": ("counter", "1", {"openclaw.status", "openclaw.action"}, True),
     }

@@ -159,6 +159,7 @@ def drive_all(recorder: Recorder) -> None:
     recorder.scan_finished(12.5, 3.0)
     recorder.sessions_evicted("ttl", 4)
     recorder.journal_refused("journal_full")
+    recorder.notify_failed("http_status")
     recorder.bounded_evicted("tombstone", 3)
     recorder.clock_clamped(GW)
     recorder.forwarder_dropped(GW, 5)

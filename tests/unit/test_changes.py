@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from app.changes import SUBSCRIBER_QUEUE, ChangeFeed, ChangeWatcher, names
+from app.changes import SUBSCRIBER_QUEUE, ChangeFeed, ChangeWatcher
 from app.clock import ManualClock
 from tests.unit.test_monitor import T0, S, harness
 
@@ -121,8 +121,3 @@ async def test_subscribers_get_changes_within_their_scope_and_a_slow_one_is_cut_
     feed.close()
     assert mine.cut
 
-
-def test_event_names_are_checked():
-    assert names(["attention.opened"]) == {"attention.opened"}
-    with pytest.raises(ValueError, match="attention.reopened"):
-        names(["attention.reopened"])

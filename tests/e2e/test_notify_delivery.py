@@ -1,0 +1,131 @@
+"""Outbound notifications (`OPENCLAW_DIAG_NOTIFY`) from the service as a process to real HTTP
+receivers on loopback: signed JSON, a Slack-format message with its link, a receiver that fails
+and recovers (retried with backoff, failures counted and shown in /readyz), and a filter."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import threading
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+import pytest
+
+from tests.support.service_process import LoopbackServer, keepalive, now_ms, post_events, wait_until
+
+pytestmark = pytest.mark.e2e
+
+SECRET = "notify-secret"
+PUBLIC_URL = "https://diagnostics.example.com"
+
+
+class Receiver(LoopbackServer):
+    """Keeps every POST (headers, raw body); answers `fail_first` of them with 500 first."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.fail_first = fail_first
+        self.received: list[tuple[dict[str, str], bytes]] = []
+        self.answered: list[int] = []
+        self._lock = threading.Lock()
+        super().__init__(self._handler(), "notify-receiver")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def bodies(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [json.loads(body) for status, (_, body) in zip(self.answered, self.received) if status == 200]
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver._lock:
+                    status = 500 if len(receiver.received) < receiver.fail_first else 200
+                    receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                    receiver.answered.append(status)
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
+                return
+
+        return Handler
+
+
+@pytest.fixture
+def receivers():
+    started: list[Receiver] = []
+
+    def make(fail_first: int = 0) -> Receiver:
+        receiver = Receiver(fail_first).start()
+        started.append(receiver)
+        return receiver
+
+    yield make
+    for receiver in started:
+        receiver.stop()
+
+
+def stuck(gateway: str, key: str) -> list[dict[str, Any]]:
+    return [keepalive(gateway), {"type": "session.state", "gatewayId": gateway, "sessionKey": key,
+                                 "state": "processing", "ts": now_ms() - 5_000}]
+
+
+def test_signed_json_slack_and_a_receiver_that_fails_then_recovers(service_factory, receivers):
+    signed, flaky, slack = receivers(), receivers(fail_first=2), receivers()
+    targets = [
+        {"url": signed.url, "secret": SECRET},
+        {"url": flaky.url, "events": ["attention.opened"]},
+        {"url": slack.url, "format": "slack", "events": ["attention.opened"]},
+    ]
+    svc = service_factory({"notify": json.dumps(targets), "public_url": PUBLIC_URL})
+    post_events(svc.client, stuck("gw-1", "agent:main:telegram:direct:4711"))
+
+    # signed JSON: every change, with a signature over "<timestamp>.<raw body>"
+    wait_until(lambda: any(b["event"] == "attention.opened" for b in signed.bodies()), timeout=15,
+               what="the signed notification")
+    headers, raw = next((h, b) for h, b in signed.received if json.loads(b)["event"] == "attention.opened")
+    timestamp = headers["x-openclaw-timestamp"]
+    expected = hmac.new(SECRET.encode(), f"{timestamp}.".encode() + raw, hashlib.sha256).hexdigest()
+    assert headers["x-openclaw-signature"] == f"sha256={expected}"
+    assert abs(int(timestamp) - now_ms() // 1000) < 60
+    body = json.loads(raw)
+    assert (body["gatewayId"], body["sessionKey"], body["eventType"], body["reason"]) == (
+        "gw-1", "agent:main:telegram:direct:4711", "session.stuck", "stale_session_state")
+
+    # the flaky receiver: two 500s, then the same change delivered on the third attempt
+    wait_until(lambda: flaky.bodies(), timeout=15, what="delivery after two failures")
+    assert flaky.answered[:3] == [500, 500, 200]
+    assert {json.loads(b)["id"] for _, b in flaky.received[:3]} == {flaky.bodies()[0]["id"]}  # one change, retried
+    assert all(b["event"] == "attention.opened" for b in flaky.bodies())  # its filter
+    assert "x-openclaw-signature" not in flaky.received[0][0]  # no secret, no signature
+    ready = svc.client.get("/readyz").json()
+    assert ready["status"] == "ready"  # a failing target never makes the service unready
+    by_target = {t["target"]: t for t in ready["notify"]}
+    assert (by_target[1]["failures"], by_target[1]["delivered"], by_target[1]["lastError"]) == (2, 1, "HTTP 500")
+    metrics = svc.client.get("/metrics").text
+    assert 'openclaw_monitor_notify_failures_total{openclaw_reason="http_status",' in metrics
+    line = next(x for x in metrics.splitlines() if x.startswith("openclaw_monitor_notify_failures_total{"))
+    assert line.endswith(" 2.0")
+
+    # Slack: a readable line with a link to the session page
+    wait_until(lambda: slack.bodies(), timeout=15, what="the Slack message")
+    text = slack.bodies()[0]["text"]
+    assert text.startswith("*Stuck session* on gateway `gw-1`")
+    assert "`agent:main:telegram:direct:4711`" in text and "`stale_session_state`" in text
+    assert (f"<{PUBLIC_URL}/ui/session?gatewayId=gw-1&sessionKey=agent%3Amain%3Atelegram%3Adirect%3A4711|open>"
+            in text)
+
+
+def test_a_bad_setting_stops_start_up_with_the_variable_named(service_factory):
+    svc = service_factory({"notify": '[{"url": "ftp://x"}]'}, start=False)
+    with pytest.raises(AssertionError) as failed:
+        svc.start()
+    assert "OPENCLAW_DIAG_NOTIFY" in str(failed.value) and "http(s)" in str(failed.value)
