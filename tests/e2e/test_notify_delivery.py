@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -86,11 +87,13 @@ def test_signed_json_slack_and_a_receiver_that_fails_then_recovers(service_facto
         {"url": slack.url, "format": "slack", "events": ["attention.opened"]},
     ]
     svc = service_factory({"notify": json.dumps(targets), "public_url": PUBLIC_URL})
+    sent = time.monotonic()
     post_events(svc.client, stuck("gw-1", "agent:main:telegram:direct:4711"))
 
     # signed JSON: every change, with a signature over "<timestamp>.<raw body>"
     wait_until(lambda: any(b["event"] == "attention.opened" for b in signed.bodies()), timeout=15,
                what="the signed notification")
+    print(f"stuck session (past warn at send) -> signed notification received: {time.monotonic() - sent:.2f} s")
     headers, raw = next((h, b) for h, b in signed.received if json.loads(b)["event"] == "attention.opened")
     timestamp = headers["x-openclaw-timestamp"]
     expected = hmac.new(SECRET.encode(), f"{timestamp}.".encode() + raw, hashlib.sha256).hexdigest()
