@@ -30,9 +30,21 @@ from typing import Any
 
 import pytest
 
-from tests.support.alertmanager_server import AlertmanagerServer, AlertReceiver, alertmanager_binary, amtool_binary
+from tests.support.alertmanager_server import (
+    AlertmanagerServer,
+    alertmanager_binary,
+    amtool_binary,
+)
 from tests.support.prometheus_server import PrometheusServer, prometheus_binary
-from tests.support.service_process import REPO, ServiceProcess, keepalive, now_ms, post_events, wait_until
+from tests.support.service_process import (
+    REPO,
+    ServiceProcess,
+    keepalive,
+    now_ms,
+    post_events,
+    wait_until,
+)
+from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +76,7 @@ class Stack:
     service: ServiceProcess
     prometheus: PrometheusServer
     alertmanager: AlertmanagerServer
-    receiver: AlertReceiver
+    receiver: WebhookReceiver
     started: dict[str, float]  # when each scenario's session was sent (time.time())
 
     def context(self) -> str:
@@ -84,7 +96,7 @@ def stack(module_service_factory: Any, tmp_path_factory: pytest.TempPathFactory)
     root = tmp_path_factory.mktemp("alerts")
     service = module_service_factory({"stuck_session_warn_ms": WARN_MS, "scan_interval_ms": 100,
                                       "gateway_silence_ms": 1_000}, name="alerting")
-    receiver = AlertReceiver().start()
+    receiver = WebhookReceiver().start()
     alertmanager = AlertmanagerServer(
         root / "alertmanager", webhook_url=receiver.url,
         config_text=shortened(ALERTMANAGER_CONFIG.read_text(encoding="utf-8"),
@@ -172,7 +184,7 @@ def test_a_silent_gateway_holds_back_its_own_session_alerts(stack: Stack) -> Non
     # its session turned stuck after the gateway went silent: Alertmanager has it, inhibited
     wait_until(inhibited, timeout=60, interval=0.25, what=f"gw-quiet's stuck alert, inhibited{stack.context()}")
     time.sleep(3)  # a few group intervals: an inhibited alert never goes out
-    sent = [n for n in stack.receiver.received() if alerts_in(n, "OpenClawSessionStuck", "gw-quiet")]
+    sent = [n for n in stack.receiver.bodies() if alerts_in(n, "OpenClawSessionStuck", "gw-quiet")]
     assert sent == []
 
 

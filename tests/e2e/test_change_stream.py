@@ -15,9 +15,9 @@ import pytest
 
 from tests.support.service_process import (
     GRACEFUL,
-    keepalive,
     now_ms,
     post_events,
+    stuck_events,
     wait_until,
 )
 
@@ -74,11 +74,6 @@ def readers() -> Iterator[list[Reader]]:
         reader.close()
 
 
-def stuck(gateway: str, key: str) -> list[dict[str, Any]]:
-    return [keepalive(gateway), {"type": "session.state", "gatewayId": gateway, "sessionKey": key,
-                                 "state": "processing", "ts": now_ms() - 5_000}]
-
-
 def test_changes_arrive_live_and_a_reconnect_resumes_where_it_left(service_factory, readers):
     svc = service_factory({"ingest_tokens": TOKENS, "read_tokens": READ_TOKENS}, token="read-all")
     ingest = httpx.Client(base_url=svc.url, headers={"Authorization": f"Bearer {TOKENS}"})
@@ -88,7 +83,7 @@ def test_changes_arrive_live_and_a_reconnect_resumes_where_it_left(service_facto
     assert first.response.status_code == 200
     assert first.response.headers["content-type"].startswith("text/event-stream")
 
-    post_events(ingest, stuck("gw-a", "agent:main:one"))
+    post_events(ingest, stuck_events("gw-a", "agent:main:one"))
     event_id, event, data = first.next("attention.opened")
     assert (data["gatewayId"], data["sessionKey"], data["eventType"], data["reason"]) == (
         "gw-a", "agent:main:one", "session.stuck", "stale_session_state")
@@ -98,7 +93,7 @@ def test_changes_arrive_live_and_a_reconnect_resumes_where_it_left(service_facto
 
     # ... and misses these: the session goes idle, another gets stuck
     post_events(ingest, [{"type": "session.state", "gatewayId": "gw-a", "sessionKey": "agent:main:one",
-                          "state": "idle", "ts": now_ms()}, *stuck("gw-a", "agent:main:two")])
+                          "state": "idle", "ts": now_ms()}, *stuck_events("gw-a", "agent:main:two")])
     def both_judged() -> bool:
         one = svc.client.get("/v1/sessions/agent:main:one", params={"gatewayId": "gw-a"}).json()
         two = svc.client.get("/v1/sessions/agent:main:two", params={"gatewayId": "gw-a"}).json()
@@ -130,7 +125,7 @@ def test_a_bound_token_sees_only_its_gateways(service_factory, readers):
     mine = Reader(f"{svc.url}/v1/stream", "read-a")
     everyone = Reader(f"{svc.url}/v1/stream", "read-all")
     readers.extend([mine, everyone])
-    post_events(ingest, [*stuck("gw-b", "agent:main:b"), *stuck("gw-a", "agent:main:a")])
+    post_events(ingest, [*stuck_events("gw-b", "agent:main:b"), *stuck_events("gw-a", "agent:main:a")])
     seen_all = {everyone.next("attention.opened")[2]["gatewayId"], everyone.next("attention.opened")[2]["gatewayId"]}
     assert seen_all == {"gw-a", "gw-b"}
     assert mine.next("attention.opened")[2]["gatewayId"] == "gw-a"

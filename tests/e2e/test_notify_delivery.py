@@ -7,14 +7,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler
-from typing import Any
 
 import pytest
 
-from tests.support.service_process import LoopbackServer, keepalive, now_ms, post_events, wait_until
+from tests.support.service_process import now_ms, post_events, stuck_events, wait_until
+from tests.support.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 
@@ -22,61 +20,18 @@ SECRET = "notify-secret"
 PUBLIC_URL = "https://diagnostics.example.com"
 
 
-class Receiver(LoopbackServer):
-    """Keeps every POST (headers, raw body); answers `fail_first` of them with 500 first."""
-
-    def __init__(self, fail_first: int = 0) -> None:
-        self.fail_first = fail_first
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        self.answered: list[int] = []
-        self._lock = threading.Lock()
-        super().__init__(self._handler(), "notify-receiver")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def bodies(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [json.loads(body) for status, (_, body) in zip(self.answered, self.received) if status == 200]
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with receiver._lock:
-                    status = 500 if len(receiver.received) < receiver.fail_first else 200
-                    receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                    receiver.answered.append(status)
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
-                return
-
-        return Handler
-
-
 @pytest.fixture
 def receivers():
-    started: list[Receiver] = []
+    started: list[WebhookReceiver] = []
 
-    def make(fail_first: int = 0) -> Receiver:
-        receiver = Receiver(fail_first).start()
+    def make(fail_first: int = 0) -> WebhookReceiver:
+        receiver = WebhookReceiver(fail_first).start()
         started.append(receiver)
         return receiver
 
     yield make
     for receiver in started:
         receiver.stop()
-
-
-def stuck(gateway: str, key: str) -> list[dict[str, Any]]:
-    return [keepalive(gateway), {"type": "session.state", "gatewayId": gateway, "sessionKey": key,
-                                 "state": "processing", "ts": now_ms() - 5_000}]
 
 
 def test_signed_json_slack_and_a_receiver_that_fails_then_recovers(service_factory, receivers):
@@ -88,13 +43,14 @@ def test_signed_json_slack_and_a_receiver_that_fails_then_recovers(service_facto
     ]
     svc = service_factory({"notify": json.dumps(targets), "public_url": PUBLIC_URL})
     sent = time.monotonic()
-    post_events(svc.client, stuck("gw-1", "agent:main:telegram:direct:4711"))
+    post_events(svc.client, stuck_events("gw-1", "agent:main:telegram:direct:4711"))
 
     # signed JSON: every change, with a signature over "<timestamp>.<raw body>"
     wait_until(lambda: any(b["event"] == "attention.opened" for b in signed.bodies()), timeout=15,
                what="the signed notification")
     print(f"stuck session (past warn at send) -> signed notification received: {time.monotonic() - sent:.2f} s")
-    headers, raw = next((h, b) for h, b in signed.received if json.loads(b)["event"] == "attention.opened")
+    opened = next(d for d in signed.received() if d.json()["event"] == "attention.opened")
+    headers, raw = opened.headers, opened.body
     timestamp = headers["x-openclaw-timestamp"]
     expected = hmac.new(SECRET.encode(), f"{timestamp}.".encode() + raw, hashlib.sha256).hexdigest()
     assert headers["x-openclaw-signature"] == f"sha256={expected}"
@@ -105,10 +61,11 @@ def test_signed_json_slack_and_a_receiver_that_fails_then_recovers(service_facto
 
     # the flaky receiver: two 500s, then the same change delivered on the third attempt
     wait_until(lambda: flaky.bodies(), timeout=15, what="delivery after two failures")
-    assert flaky.answered[:3] == [500, 500, 200]
-    assert {json.loads(b)["id"] for _, b in flaky.received[:3]} == {flaky.bodies()[0]["id"]}  # one change, retried
+    first_three = flaky.received()[:3]
+    assert [d.status for d in first_three] == [500, 500, 200]
+    assert {d.json()["id"] for d in first_three} == {flaky.bodies()[0]["id"]}  # one change, retried
     assert all(b["event"] == "attention.opened" for b in flaky.bodies())  # its filter
-    assert "x-openclaw-signature" not in flaky.received[0][0]  # no secret, no signature
+    assert "x-openclaw-signature" not in first_three[0].headers  # no secret, no signature
     ready = svc.client.get("/readyz").json()
     assert ready["status"] == "ready"  # a failing target never makes the service unready
     by_target = {t["target"]: t for t in ready["notify"]}

@@ -20,7 +20,7 @@ import pytest
 
 from app.formatting import human_ms, stamp_ms
 from tests.support.paths import ARTIFACTS
-from tests.support.service_process import keepalive, now_ms, post_events
+from tests.support.service_process import now_ms, post_events, stuck_events
 
 pytestmark = pytest.mark.e2e
 
@@ -62,14 +62,6 @@ def shot(tab: Any, name: str) -> Path:
     path = ARTIFACTS / name
     tab.screenshot(path=str(path), full_page=True)
     return path
-
-
-def stuck_events(gateway: str, key: str, age_ms: int, **extra: Any) -> list[dict[str, Any]]:
-    return [
-        keepalive(gateway),  # stamped now: the gateway's clock is right, so old stamps are old
-        {"type": "session.state", "gatewayId": gateway, "sessionKey": key, "state": "processing",
-         "ts": now_ms() - age_ms, **extra},
-    ]
 
 
 def test_stuck_session_appears_live_and_opens(service_factory: Any, page: Any) -> None:

@@ -1,9 +1,9 @@
-"""A real Alertmanager for tests, and the webhook receiver its notifications reach.
+"""A real Alertmanager for tests.
 
-    receiver = AlertReceiver().start()
+    receiver = WebhookReceiver().start()   # tests/support/webhook_receiver.py
     am = AlertmanagerServer(tmp_path / "am", config_text=..., webhook_url=receiver.url).start()
-    am.address                          # "127.0.0.1:<port>": what Prometheus' alerting targets
-    receiver.wait_for(lambda n: ...)    # a notification (Alertmanager's webhook JSON) that matches
+    am.address                             # "127.0.0.1:<port>": what Prometheus' alerting targets
+    receiver.wait_for(lambda n: ...)       # a notification (Alertmanager's webhook JSON) that matches
     am.stop()
 
 Debian's `prometheus-alertmanager` is started through the stack's own entrypoint
@@ -14,38 +14,21 @@ puts `webhook_url` in place of its placeholder address. Clustering is off (one i
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import json
 import os
 import shutil
-import signal
 import subprocess
-import threading
 import time
-from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tests.support.paths import REPO
-from tests.support.service_process import LoopbackServer, free_port, terminate
+from tests.support.service_process import free_port, terminate, track, untrack
 
 ENTRYPOINT = REPO / "deploy" / "alertmanager-entrypoint.sh"
 START_DEADLINE_S = 30.0
-
-_live: set[subprocess.Popen[bytes]] = set()
-
-
-@atexit.register
-def _kill_leftovers() -> None:  # a crashed test run must not leave an Alertmanager behind
-    for proc in list(_live):
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-
 
 def alertmanager_binary() -> str | None:
     """Debian's `prometheus-alertmanager` package; None when it is not installed."""
@@ -91,7 +74,7 @@ class AlertmanagerServer:
                 cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        _live.add(self.proc)
+        track(self.proc)  # a crashed test run must not leave an Alertmanager behind
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -118,51 +101,4 @@ class AlertmanagerServer:
     def stop(self) -> None:
         if self.proc is not None:
             terminate(self.proc, 15.0)
-            _live.discard(self.proc)
-
-
-class AlertReceiver(LoopbackServer):
-    """Where the notifications arrive: keeps each POSTed body (Alertmanager's webhook JSON)."""
-
-    def __init__(self) -> None:
-        self.notifications: list[dict[str, Any]] = []
-        self._cond = threading.Condition()
-        super().__init__(self._handler(), "alert-receiver")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/alerts"
-
-    def received(self) -> list[dict[str, Any]]:
-        with self._cond:
-            return list(self.notifications)
-
-    def wait_for(self, match: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                found = next((n for n in self.notifications if match(n)), None)
-                if found is not None:
-                    return found
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(f"no notification {what} within {timeout} s; got {self.notifications}")
-                self._cond.wait(left)
-
-    def _handler(self) -> type[BaseHTTPRequestHandler]:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                with receiver._cond:
-                    receiver.notifications.append(json.loads(body))
-                    receiver._cond.notify_all()
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet
-                return
-
-        return Handler
+            untrack(self.proc)

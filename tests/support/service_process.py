@@ -346,6 +346,25 @@ def keepalive(gateway: str | None = None, ts: int | None = None) -> dict[str, An
     return event
 
 
+def stuck_events(gateway: str, key: str, age_ms: int = 5_000, **extra: Any) -> list[dict[str, Any]]:
+    """A gateway's keepalive and a session processing since `age_ms` ago with nothing running:
+    stuck on the first scan once that is past warn."""
+    return [
+        keepalive(gateway),  # stamped now: the gateway's clock is right, so old stamps are old
+        {"type": "session.state", "gatewayId": gateway, "sessionKey": key, "state": "processing",
+         "ts": now_ms() - age_ms, **extra},
+    ]
+
+
+def track(proc: subprocess.Popen[Any]) -> None:
+    """Killed at exit if a crashed test run left it running (any harness's process)."""
+    _live.add(proc)
+
+
+def untrack(proc: subprocess.Popen[Any]) -> None:
+    _live.discard(proc)
+
+
 def post_events(client: httpx.Client, events: Iterable[Mapping[str, Any]] | Mapping[str, Any],
                 expect: int = 202) -> dict[str, Any]:
     """POST a JSON body to /v1/events, assert the status, return the JSON answer."""

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from app.classifier import ActivitySnapshot, classify_session_attention, classify_session_attention_2026_9
+from app.classifier import (
+    ActivitySnapshot,
+    classify_session_attention,
+    classify_session_attention_2026_9,
+)
 
 WARN, ABORT, NOW = 30_000, 90_000, 1_800_000_000_000
 
