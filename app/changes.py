@@ -5,8 +5,8 @@ and the outbound notifier's (app/notify.py).
 last id they saw, and hands every change to its live subscribers, each with its own bounded
 queue (a reader that falls behind is cut off and resumes from the backlog, it never slows the
 service). `ChangeWatcher` turns what the monitor and the recovery coordinator tell their
-listeners into changes: a session's attention opened, changed or cleared; a recovery requested
-or completed; a gateway gone silent or back. It runs on the event loop, like they do.
+listeners into changes: a session's attention opened, changed or cleared; a recovery requested,
+completed, verified or ineffective; a session that needs a human; a gateway gone silent or back. It runs on the event loop, like they do.
 
 The ids start from the service's clock at start-up (times 1000), so they keep growing across
 restarts and an id from before a restart is simply older than the backlog: the reader is told to
@@ -31,7 +31,11 @@ from app.vocabulary import (
     GATEWAY_BACK,
     GATEWAY_SILENT,
     RECOVERY_COMPLETED,
+    RECOVERY_INEFFECTIVE,
     RECOVERY_REQUESTED,
+    RECOVERY_VERIFIED,
+    SESSION_NEEDS_HUMAN,
+    VERIFIED,
 )
 
 BACKLOG = 10_000  # changes kept for readers that resume
@@ -144,6 +148,11 @@ class ChangeWatcher:
             self._attention(payload)
         elif kind == "recovery":
             self.feed.publish(RECOVERY_REQUESTED, payload["gatewayId"], self._recovery_fields(payload))
+        elif kind == "recovery_verified":
+            event = RECOVERY_VERIFIED if payload["result"] == VERIFIED else RECOVERY_INEFFECTIVE
+            self.feed.publish(event, payload["gatewayId"], self._recovery_fields(payload))
+        elif kind == "needs_human":
+            self.feed.publish(SESSION_NEEDS_HUMAN, payload["gatewayId"], self._recovery_fields(payload))
         elif kind == "tick":
             self._tick(payload["now"])
 

@@ -21,10 +21,23 @@ from app.classifier import (
 from app.clock import Clock
 from app.journal_interface import JournalError
 from app.outcomes import RecoveryRequest
-from app.records import Record, eviction_record, memory_record
+from app.records import (
+    Record,
+    eviction_record,
+    memory_record,
+    needs_human_record,
+    verified_record,
+)
 from app.settings import Settings
 from app.store import IDLE, PROCESSING, Attention, GatewayInfo, Session, Store
-from app.vocabulary import OPENCLAW_2026_9, SEED, profile_for
+from app.vocabulary import (
+    BUDGET_SPENT,
+    INEFFECTIVE,
+    OPENCLAW_2026_9,
+    SEED,
+    VERIFIED,
+    profile_for,
+)
 
 log = logging.getLogger("openclaw.diagnostics.monitor")
 
@@ -58,6 +71,9 @@ class MonitorConfig:
     max_sessions: int = 1_000_000
     classifier_profile: str = SEED
     retry_interval_ms: int = 30_000
+    verify_ms: int = 60_000
+    max_attempts: int = 3
+    attempt_window_ms: int = 1_800_000
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: int) -> MonitorConfig:
@@ -71,6 +87,9 @@ class MonitorConfig:
             "max_sessions": settings.max_sessions,
             "classifier_profile": settings.classifier_profile,
             "retry_interval_ms": settings.retry_interval_ms,
+            "verify_ms": settings.recovery_verify_ms,
+            "max_attempts": settings.recovery_max_attempts,
+            "attempt_window_ms": settings.recovery_attempt_window_ms,
         }
         return cls(**{**fields, **overrides})
 
@@ -173,6 +192,8 @@ class Monitor:
         cfg = self.config
         warn = cfg.warn_ms
         gateway_now = info.now(now)
+        if session.verifying is not None:
+            self._verify(session, session.verifying, gateway_now)
         age = gateway_now - session.last_activity
         activity = session.activity
         profile = self._profiles.get(info.gateway_version) or self.profile_of(info)
@@ -288,10 +309,56 @@ class Monitor:
         last = _last_requested_at(session)
         if last is not None and gateway_now - last < cfg.retry_interval_ms:
             return  # whatever the profile: one automatic request per session per retry interval
+        if session.needs_human is not None:
+            return  # a person has it: no more automatic recoveries
+        if _attempts(session, gateway_now - cfg.attempt_window_ms) >= cfg.max_attempts:
+            self._needs_human(session, BUDGET_SPENT, gateway_now)
+            return
         request = _request(session, result, attention_age, queue_depth, gateway_now,
                            result.active_work_kind if abort else None, abort)
         self._notify("recovery", request.as_json())
         self.recovery.request(session, request)
+
+    # -- closing the loop: verification and the needs-human list ------------------------------
+
+    def _verify(self, session: Session, pending: list[Any], gateway_now: int) -> None:
+        """An applied recovery: the gateway showed the session moved (an event after it: the
+        store noted the first), or the verify window passed without one."""
+        applied_at, _, _, evidence_at = pending
+        if evidence_at is not None:
+            result = VERIFIED
+        elif gateway_now - applied_at >= self.config.verify_ms:
+            result = INEFFECTIVE
+        else:
+            return
+        future = self.journal.submit(verified_record(session, result, gateway_now))
+        assert future is not None
+        future.add_done_callback(lambda done: self._verified(done, session))
+
+    def _verified(self, done: asyncio.Future[Any], session: Session) -> None:
+        if done.cancelled() or done.exception() is not None:
+            return  # not committed: decided again at the next tick
+        entry = done.result()
+        if entry is None:
+            return  # already closed by an earlier record
+        payload = {"gatewayId": session.gateway, "sessionKey": session.session_key,
+                   "sessionId": session.session_id, **entry}
+        self.recorder.recovery_verified(payload)
+        self._notify("recovery_verified", payload)
+        if session.needs_human is not None and session.needs_human["since"] == entry["at"]:
+            self._notify("needs_human", {"gatewayId": session.gateway, "sessionKey": session.session_key,
+                                         "sessionId": session.session_id, **session.needs_human})
+
+    def _needs_human(self, session: Session, cause: str, gateway_now: int) -> None:
+        future = self.journal.submit(needs_human_record(session, cause, gateway_now))
+        assert future is not None
+
+        def put(done: asyncio.Future[Any]) -> None:
+            if not done.cancelled() and done.exception() is None and done.result():
+                self._notify("needs_human", {"gatewayId": session.gateway, "sessionKey": session.session_key,
+                                             "sessionId": session.session_id, "cause": cause, "since": gateway_now})
+
+        future.add_done_callback(put)
 
     def _seed_abort_eligible(self, result: AttentionResult, snapshot: Any, attention_age: int) -> bool:
         """Between warn and abort a stalled run is observe-only (README, "How it decides")."""
@@ -400,6 +467,19 @@ def _request(
         activeWorkKind=kind,
         allowActiveAbort=allow_abort,
         requestedAt=gateway_now,
+    )
+
+
+# what counts against the attempt budget: a request that reached the executor (monitor.md)
+_ATTEMPTED = frozenset({"aborted", "released", "noop", "failed"})
+
+
+def _attempts(session: Session, since: int) -> int:
+    """Automatic recoveries of the session completed since `since` (gateway clock)."""
+    return sum(
+        1 for entry in session.recoveries or ()
+        if entry.get("kind") == "completed" and entry.get("origin", "automatic") == "automatic"
+        and entry.get("status") in _ATTEMPTED and entry.get("completedAt", 0) >= since
     )
 
 

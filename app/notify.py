@@ -75,6 +75,8 @@ def sign(secret: str, timestamp: int, body: bytes) -> str:
 _TITLES = {
     "attention.opened": "{label} session", "attention.changed": "{label} now", "attention.cleared": "No longer {previous}",
     "recovery.requested": "Recovery requested", "recovery.completed": "Recovery {status}",
+    "recovery.verified": "Recovery verified", "recovery.ineffective": "Recovery ineffective",
+    "session.needs_human": "Needs a human",
     "gateway.silent": "Gateway silent", "gateway.back": "Gateway back",
 }
 _LABELS = {"session.stuck": "stuck", "session.stalled": "stalled", "session.long_running": "long-running"}

@@ -44,6 +44,7 @@ class RecoveryRequest(msgspec.Struct, frozen=True):
     activeWorkKind: str | None
     allowActiveAbort: bool
     requestedAt: int
+    origin: str = "automatic"  # automatic (the monitor) | operator (an action, app/http/actions.py)
 
     def as_json(self) -> dict[str, Any]:
         return msgspec.structs.asdict(self)

@@ -60,8 +60,8 @@ class AmbiguousSession(Exception):
 
 class Queries(Protocol):
     async def sessions_page(self, scope: Scope, *, attention: str | None, state: str | None,
-                            gateway_id: str | None, after: SortKey | None,
-                            limit: int) -> tuple[list[dict[str, Any]], SortKey | None, int]:
+                            gateway_id: str | None, after: SortKey | None, limit: int,
+                            needs_human: bool | None = None) -> tuple[list[dict[str, Any]], SortKey | None, int]:
         """One page of sessions, most severe first: (items, the next page's key, total)."""
 
     async def session_detail(self, scope: Scope, key: str, gateway_id: str | None) -> dict[str, Any]:
@@ -138,11 +138,13 @@ def sort_key(session: Session, tick_at: int = 0) -> SortKey:
 
 
 def filter_sessions(pool: list[Session], attention: str | None, state: str | None,
-                    gateway_id: str | None) -> list[Session]:
+                    gateway_id: str | None, needs_human: bool | None = None) -> list[Session]:
     wanted = KIND_OF_LABEL.get(attention or "")
     selected = []
     for session in pool:
         if gateway_id is not None and session.gateway != gateway_id:
+            continue
+        if needs_human is not None and (session.needs_human is not None) != needs_human:
             continue
         if state is not None and session.state != state:
             continue
@@ -156,9 +158,9 @@ def filter_sessions(pool: list[Session], attention: str | None, state: str | Non
 
 
 def page_of(pool: list[Session], attention: str | None, state: str | None, gateway_id: str | None,
-            after: SortKey | None, limit: int, tick_at: int) -> tuple[list[Session], int]:
+            after: SortKey | None, limit: int, tick_at: int, needs_human: bool | None = None) -> tuple[list[Session], int]:
     """One page in the API's order, and the total; pure over its copy, so it can run off the loop."""
-    sessions = filter_sessions(pool, attention, state, gateway_id)
+    sessions = filter_sessions(pool, attention, state, gateway_id, needs_human)
     key = functools.partial(sort_key, tick_at=tick_at)
     remaining = sessions if after is None else [s for s in sessions if key(s) > after]
     return heapq.nsmallest(limit + 1, remaining, key=key), len(sessions)
@@ -193,15 +195,20 @@ class LocalQueries:
             "gatewayVerdict": session.gateway_verdict,
             "lastRecovery": recoveries[-1] if recoveries else None,
             "recoveryInFlight": session.inflight is not None,
+            # an applied recovery waiting for the gateway's evidence, and the needs-human list
+            "verifying": {"appliedAt": session.verifying[0], "origin": session.verifying[1]}
+            if session.verifying else None,
+            "needsHuman": session.needs_human,
             "usage": usage_json(session),
         }
 
-    def _pool(self, scope: Scope, attention: str | None, gateway_id: str | None) -> list[Session]:
+    def _pool(self, scope: Scope, attention: str | None, gateway_id: str | None,
+              needs_human: bool | None = None) -> list[Session]:
         """The sessions a listing looks at, copied on the loop (a C-level copy per gateway map)."""
         store = self.store
         if gateway_id is not None and not visible(scope, gateway_id):
             return []
-        if attention is not None and attention != "none":
+        if (attention is not None and attention != "none") or needs_human:
             return [s for s in store.considered() if visible(scope, s.gateway)]  # only these carry attention
         if gateway_id is not None:
             return store.sessions_of(gateway_id)
@@ -210,11 +217,11 @@ class LocalQueries:
         return [session for gateway in scope for session in store.sessions_of(gateway)]
 
     async def sessions_page(self, scope: Scope, *, attention: str | None, state: str | None,
-                            gateway_id: str | None, after: SortKey | None,
-                            limit: int) -> tuple[list[dict[str, Any]], SortKey | None, int]:
+                            gateway_id: str | None, after: SortKey | None, limit: int,
+                            needs_human: bool | None = None) -> tuple[list[dict[str, Any]], SortKey | None, int]:
         tick_at = self.service.monitor.last_tick_at or 0
-        pool = self._pool(scope, attention, gateway_id)
-        args = (pool, attention, state, gateway_id, after, limit, tick_at)
+        pool = self._pool(scope, attention, gateway_id, needs_human)
+        args = (pool, attention, state, gateway_id, after, limit, tick_at, needs_human)
         # A million sessions take a second to sort: never on the loop that serves ingest.
         page, total = await asyncio.to_thread(page_of, *args) if len(pool) > LARGE_LISTING else page_of(*args)
         next_key = sort_key(page[limit - 1], tick_at) if len(page) > limit else None
@@ -338,19 +345,25 @@ class LocalQueries:
         }
 
     def session_counts(self) -> Iterable[SessionCount]:
-        under: Counter[tuple[str, str, str, str]] = Counter()
-        oldest: dict[tuple[str, str, str, str], int] = {}
+        # (gateway, state, attention label, reason, on the needs-human list) -> sessions
+        under: Counter[tuple[str, str, str, str | None, bool]] = Counter()
+        oldest: dict[tuple[str, str, str, str | None, bool], int] = {}
         for session in self.store.considered():
             attention = session.attention
+            needs_human = session.needs_human is not None
+            if attention is None and not needs_human:
+                continue
+            key = (session.gateway, session.state, LABEL[attention.event_type] if attention else "none",
+                   attention.reason if attention else None, needs_human)
+            under[key] += 1
             if attention is not None:
-                key = (session.gateway, session.state, LABEL[attention.event_type], attention.reason)
-                under[key] += 1
                 oldest[key] = max(oldest.get(key, 0), attention.age_ms)
         flagged: Counter[tuple[str, str]] = Counter()
         rows = []
-        for (gateway, state, label, reason), count in under.items():
+        for key, count in under.items():
+            gateway, state, label, reason, needs_human = key
             flagged[(gateway, state)] += count
-            rows.append(SessionCount(gateway, state, label, reason, count, oldest[(gateway, state, label, reason)]))
+            rows.append(SessionCount(gateway, state, label, reason, count, oldest.get(key), needs_human))
         for gateway, state, count in self.store.sessions_by_state():
             rest = count - flagged[(gateway, state)]
             if rest > 0 or count:

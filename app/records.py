@@ -29,6 +29,8 @@ REQUESTED = "R"  # a recovery requested for one session
 COMPLETED = "C"  # what the gateway answered to a recovery request
 EVICTED = "X"  # sessions evicted (TTL or the session cap)
 APPLIED_STATE = "S"  # history only: a transition this service applied (a recovery); never replayed
+VERIFIED = "V"  # what became of an applied recovery: verified or ineffective
+NEEDS_HUMAN = "H"  # a session put on the needs-human list (its automatic budget is spent)
 LEGACY_EVENT = "E"  # one event per row, as release 0.1 wrote them: replayed, never written
 
 _pack = msgspec.msgpack.encode
@@ -87,6 +89,16 @@ def completed_record(gateway: str, key: str, request: RecoveryRequest, outcome: 
     (kept in the record, so a replay applies it the same way)."""
     payload = [request, outcome, now, profile]
     return Record(COMPLETED, gateway, key, now, _pack(payload), payload)
+
+
+def verified_record(session: Session, result: str, at: int) -> Record:
+    payload = [result, at]
+    return Record(VERIFIED, session.gateway, session.key, at, _pack(payload), payload)
+
+
+def needs_human_record(session: Session, cause: str, at: int) -> Record:
+    payload = [cause, at]
+    return Record(NEEDS_HUMAN, session.gateway, session.key, at, _pack(payload), payload)
 
 
 def eviction_record(gateway: str, sessions: list[Session]) -> Record:
@@ -215,5 +227,11 @@ def apply(store: Store, record: Record) -> Any:
     if kind == COMPLETED:
         request, outcome, now, profile = payload
         return store.complete_recovery(session, request, outcome, now, profile)
+    if kind == VERIFIED:
+        result, at = payload
+        return store.finish_verification(session, result, at) if session is not None else None
+    if kind == NEEDS_HUMAN:
+        cause, at = payload
+        return session is not None and store.mark_needs_human(session, cause, at)
     raise ValueError(f"unknown journal record kind {kind!r}")
 

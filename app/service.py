@@ -10,8 +10,8 @@ import logging
 import sys
 from collections import Counter
 
-from app.clock import Clock, SystemClock
 from app.changes import ChangeFeed, ChangeWatcher
+from app.clock import Clock, SystemClock
 from app.journal import Journal
 from app.journal_interface import JournalBackend, JournalError
 from app.monitor import Monitor, MonitorConfig

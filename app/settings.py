@@ -76,6 +76,14 @@ class Settings(BaseSettings):
     )
     recovery_timeout_ms: int = Field(10_000, ge=100, description="Webhook timeout.")
     recovery_concurrency: int = Field(16, ge=1, description="Recoveries running at once.")
+    recovery_verify_ms: int = Field(
+        60_000, ge=1_000, description="An applied recovery must show, by an event from the gateway, that the session "
+                                      "moved within this (gateway clock), else it was ineffective.",
+    )
+    recovery_max_attempts: int = Field(
+        3, ge=1, description="Automatic recoveries of one session per attempt window; then it needs a human.",
+    )
+    recovery_attempt_window_ms: int = Field(1_800_000, ge=1_000, description="The attempt budget's window.")
 
     gateway_attribute: bool = Field(True, description="Add openclaw.gateway to metric attributes.")
     metric_cardinality_limit: int = Field(2048, ge=16, description="Distinct attribute sets per instrument.")

@@ -77,6 +77,13 @@ def profile_for(setting: str, gateway_version: str | None) -> str:
 # -- what changes (app/changes.py): the change stream's and the notifier's event names
 ATTENTION_OPENED, ATTENTION_CHANGED, ATTENTION_CLEARED = "attention.opened", "attention.changed", "attention.cleared"
 RECOVERY_REQUESTED, RECOVERY_COMPLETED = "recovery.requested", "recovery.completed"
+RECOVERY_VERIFIED, RECOVERY_INEFFECTIVE = "recovery.verified", "recovery.ineffective"
+SESSION_NEEDS_HUMAN = "session.needs_human"
 GATEWAY_SILENT, GATEWAY_BACK = "gateway.silent", "gateway.back"
 CHANGE_EVENTS = (ATTENTION_OPENED, ATTENTION_CHANGED, ATTENTION_CLEARED, RECOVERY_REQUESTED, RECOVERY_COMPLETED,
-                 GATEWAY_SILENT, GATEWAY_BACK)
+                 RECOVERY_VERIFIED, RECOVERY_INEFFECTIVE, SESSION_NEEDS_HUMAN, GATEWAY_SILENT, GATEWAY_BACK)
+
+
+# -- closing the loop (app/monitor.py): what became of an applied recovery
+VERIFIED, INEFFECTIVE = "verified", "ineffective"
+BUDGET_SPENT, INEFFECTIVE_TWICE = "budget_spent", "ineffective_twice"  # why a session needs a human

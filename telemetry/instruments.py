@@ -37,6 +37,9 @@ ValueType = Literal["int", "float"]
 GATEWAY = "openclaw.gateway"
 STATE = "openclaw.state"
 REASON = "openclaw.reason"
+RESULT = "openclaw.result"  # verified | ineffective
+ORIGIN = "openclaw.origin"  # automatic | operator
+NEEDS_HUMAN = "openclaw.needs_human"  # true | false
 STRUCTURE = "openclaw.structure"
 ACTION = "openclaw.action"
 STATUS = "openclaw.status"
@@ -159,6 +162,7 @@ EVENT_STALLED = "openclaw.session.stalled"
 EVENT_STUCK = "openclaw.session.stuck"
 EVENT_RECOVERY_REQUESTED = "openclaw.session.recovery.requested"
 EVENT_RECOVERY_COMPLETED = "openclaw.session.recovery.completed"
+EVENT_RECOVERY_VERIFIED = "openclaw.session.recovery.verified"
 SPAN_STUCK = "openclaw.session.stuck"
 EVENT_NAME_ATTRIBUTE = "event.name"
 LOG_ATTRIBUTE_PREFIX = "openclaw."
@@ -175,6 +179,9 @@ RECOVERY_REQUESTED_FIELDS: tuple[str, ...] = (
 )
 RECOVERY_COMPLETED_FIELDS: tuple[str, ...] = RECOVERY_REQUESTED_FIELDS + (
     "status", "action", "outcomeReason", "released", "stale",
+)
+RECOVERY_VERIFIED_FIELDS: tuple[str, ...] = (
+    "sessionKey", "sessionId", "gatewayId", "result", "origin", "reason", "appliedAt",
 )
 
 
@@ -196,6 +203,12 @@ LOG_EVENTS: tuple[LogEventSpec, ...] = (
         "INFO (WARN when status is failed)",
         RECOVERY_COMPLETED_FIELDS,
         "a recovery completes (any status, stale ones included)",
+    ),
+    LogEventSpec(
+        EVENT_RECOVERY_VERIFIED,
+        "INFO (WARN when ineffective)",
+        RECOVERY_VERIFIED_FIELDS,
+        "an applied recovery is verified or found ineffective",
     ),
 )
 
@@ -397,7 +410,7 @@ MONITOR_EVENTS = InstrumentSpec(
 )
 MONITOR_SESSIONS = InstrumentSpec(
     "openclaw.monitor.sessions", "gauge", "{session}", "Tracked sessions by state and current attention.",
-    (STATE, ATTENTION, REASON), produced_when="observed at collection (the live picture)",
+    (STATE, ATTENTION, REASON, NEEDS_HUMAN), produced_when="observed at collection (the live picture)",
 )
 MONITOR_ATTENTION_AGE = InstrumentSpec(
     "openclaw.monitor.attention.oldest_age_ms", "gauge", "ms",
@@ -456,6 +469,12 @@ MONITOR_NOTIFY_FAILURES = InstrumentSpec(
     produced_when="a notification target fails (`openclaw.reason` http_status|timeout|connection), a change is "
                   "given up after its retries (gave_up) or pushed out of a full queue (queue_full)",
 )
+MONITOR_RECOVERY_VERIFICATIONS = InstrumentSpec(
+    "openclaw.monitor.recovery.verifications", "counter", "1",
+    "Applied recoveries checked: did the gateway show that the session moved?",
+    (RESULT, ORIGIN), produced_when="an applied recovery is verified (an event from the gateway after it) or "
+                                    "ineffective (none within OPENCLAW_DIAG_RECOVERY_VERIFY_MS)",
+)
 MONITOR_RECOVERY_RELEASED_ITEMS = InstrumentSpec(
     "openclaw.monitor.recovery.released_items", "counter", "1",
     "Queued items completed recoveries released, as the gateway counted them.",
@@ -487,6 +506,7 @@ MONITOR_INSTRUMENTS: tuple[InstrumentSpec, ...] = (
     MONITOR_SCAN_LAG, MONITOR_SESSIONS_EVICTED, MONITOR_EXPORT_FAILURES, MONITOR_FORWARDER_DROPPED,
     MONITOR_FORWARDER_QUEUED, MONITOR_CLOCK_CLAMPED, MONITOR_TELEMETRY_OVERFLOW, MONITOR_JOURNAL_REFUSED,
     MONITOR_BOUNDED_EVICTED, MONITOR_RECOVERY_RELEASED_ITEMS, MONITOR_NOTIFY_FAILURES,
+    MONITOR_RECOVERY_VERIFICATIONS,
 )
 INSTRUMENTS: tuple[InstrumentSpec, ...] = SESSION_CONTRACT + GATEWAY_CONTRACT + MONITOR_INSTRUMENTS
 BY_NAME: dict[str, InstrumentSpec] = {spec.name: spec for spec in INSTRUMENTS}

@@ -33,6 +33,7 @@ class SessionCount:
     reason: str | None
     count: int
     oldest_age_ms: int | None = None  # the longest attention age among them (attention rows)
+    needs_human: bool = False  # on the needs-human list (app/monitor.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +90,9 @@ class Recorder:
 
     def notify_failed(self, reason: str) -> None:
         """A notification delivery failed, was given up, or fell out of a full queue (app/notify.py)."""
+
+    def recovery_verified(self, payload: Mapping[str, Any]) -> None:
+        """An applied recovery was verified or found ineffective (result, origin in the payload)."""
 
     def export_health(self) -> dict[str, Any]:
         """For /readyz: exporter configured, failures per signal."""
@@ -166,6 +170,7 @@ class OtelRecorder(Recorder):
         self._events = i(ins.MONITOR_EVENTS)
         self._journal_refused = i(ins.MONITOR_JOURNAL_REFUSED)
         self._notify_failures = i(ins.MONITOR_NOTIFY_FAILURES)
+        self._verifications = i(ins.MONITOR_RECOVERY_VERIFICATIONS)
         self._bounded_evicted = i(ins.MONITOR_BOUNDED_EVICTED)
         self._state = i(ins.SESSION_STATE)
         self._stuck = i(ins.SESSION_STUCK)
@@ -288,6 +293,13 @@ class OtelRecorder(Recorder):
     def notify_failed(self, reason: str) -> None:
         self._add(self._notify_failures, ((ins.REASON, reason),), 1)
 
+    def recovery_verified(self, payload: Mapping[str, Any]) -> None:
+        result = payload.get("result")
+        self._add(self._verifications, ((G, self._gateway(payload.get("gatewayId"))), (ins.RESULT, result),
+                                        (ins.ORIGIN, payload.get("origin"))), 1)
+        severity = "WARN" if result == "ineffective" else "INFO"
+        self._emit(ins.EVENT_RECOVERY_VERIFIED, severity, payload, ins.RECOVERY_VERIFIED_FIELDS)
+
     def bounded_evicted(self, structure: str, count: int) -> None:
         if count > 0:
             self._add(self._bounded_evicted, ((ins.STRUCTURE, structure),), count)
@@ -334,6 +346,7 @@ class OtelRecorder(Recorder):
                 ins.STATE: row.state,
                 ins.ATTENTION: row.attention,
                 ins.REASON: row.reason if row.attention != ins.ATTENTION_NONE else None,
+                ins.NEEDS_HUMAN: ins.TRUE if row.needs_human else ins.FALSE,
             }
             if gw_on:
                 attrs[G] = row.gateway

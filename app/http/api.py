@@ -48,12 +48,14 @@ async def list_sessions(
     attention: Literal["long_running", "stalled", "stuck", "none"] | None = None,
     state: Literal["idle", "processing", "waiting"] | None = None,
     gatewayId: str | None = Query(None, max_length=128),
+    needsHuman: bool | None = Query(None, description="Only sessions on (true) or off (false) the needs-human list."),
     limit: int = Query(100, ge=1, le=1000),
     cursor: str | None = Query(None, max_length=4096),
 ) -> dict[str, Any]:
     after = decode_cursor(cursor) if cursor else None
     items, next_key, total = await queries_of(request).sessions_page(
-        scope_of(request), attention=attention, state=state, gateway_id=gatewayId, after=after, limit=limit)
+        scope_of(request), attention=attention, state=state, gateway_id=gatewayId, after=after, limit=limit,
+        needs_human=needsHuman)
     return {"items": items, "nextCursor": encode_cursor(next_key) if next_key else None, "total": total}
 
 

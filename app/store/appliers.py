@@ -107,6 +107,8 @@ class EventAppliers:
             result.stale_state = True  # recorded and counted, no other effect
             return
         self._change(session)
+        if session.verifying is not None or session.needs_human is not None:
+            _moved(session, ts)
         session.last_activity = max(session.last_activity, ts)
         session.generation += 1
         session.clear_monitor_memory()
@@ -167,6 +169,8 @@ class EventAppliers:
             result.session = None
             return
         self._change(session)
+        if session.verifying is not None or session.needs_human is not None:
+            _moved(session, ts)
         if activity is None:
             activity = session.activity = Activity()
         if kind == "tool.execution.started":
@@ -291,3 +295,13 @@ class EventAppliers:
             else:
                 result.forwarder_dropped = event.dropped
             info.forwarder_dropped = event.dropped
+
+
+def _moved(session: Session, ts: int) -> None:
+    """An event the gateway sent for the session: evidence that a recovery applied before `ts`
+    helped (the monitor closes the verification), and it leaves the needs-human list."""
+    pending = session.verifying
+    if pending is not None and pending[3] is None and ts >= pending[0]:
+        pending[3] = ts
+    if session.needs_human is not None and ts >= session.needs_human["since"]:
+        session.needs_human = None

@@ -178,6 +178,11 @@ class Session:
     # session enters processing with messages queued, cleared when it goes idle; the
     # openclaw-2026.9 profile does not count that message as backlog (docs/design.md)
     active_queued_turn: bool = False
+    # an applied recovery waiting for the gateway to show the session moved (app/monitor.py
+    # decides): [applied at, origin, the verdict's reason, the first evidence's ts or None]
+    verifying: list[Any] | None = None
+    # on the needs-human list: {"cause", "since"} (budget_spent | ineffective_twice), or None
+    needs_human: dict[str, Any] | None = None
 
     def snapshot(self, now: int) -> ActivitySnapshot:
         return self.activity.snapshot(now) if self.activity else EMPTY_SNAPSHOT
@@ -198,7 +203,8 @@ class Session:
         return self.queue_depth
 
     def is_candidate(self) -> bool:
-        if self.state == PROCESSING:
+        # a recovery to verify or a person to call keeps it in the monitor's sight, idle or not
+        if self.state == PROCESSING or self.verifying is not None or self.needs_human is not None:
             return True
         return (
             self.state == IDLE
@@ -232,6 +238,8 @@ class Session:
             self.former_ids,
             self.last_row,
             self.active_queued_turn,
+            self.verifying,
+            self.needs_human,
         ]
 
     @classmethod
@@ -245,6 +253,8 @@ class Session:
             recoveries, verdict, grec, usage,
             former_ids, rest[0] if rest else 0,  # release 0.1 kept no last_row
             len(rest) > 1 and rest[1],  # nor did 0.2 keep active_queued_turn
+            rest[2] if len(rest) > 2 else None,  # nor verifications
+            rest[3] if len(rest) > 3 else None,  # nor the needs-human list
         )
 
 

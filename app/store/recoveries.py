@@ -18,7 +18,7 @@ from app.store.model import (
     RecoveryCompletion,
     Session,
 )
-from app.vocabulary import OPENCLAW_2026_9, SEED
+from app.vocabulary import INEFFECTIVE, INEFFECTIVE_TWICE, OPENCLAW_2026_9, SEED
 
 
 class RecoveryMemory:
@@ -69,6 +69,9 @@ class RecoveryMemory:
         elif outcome.status in MUTATING if upstream else outcome.mutating:
             if session is not None and self.is_current(session, request, outcome, upstream):
                 self.apply_recovery(session, request, outcome, now, upstream)
+                # did it help? the gateway has to show it (app/monitor.py decides)
+                session.verifying = [now, request.origin, request.reason, None]
+                self._reindex(session)
                 applied = True
             else:
                 stale = True
@@ -86,6 +89,34 @@ class RecoveryMemory:
                 self.set_inflight(session, None)
             self.add_recovery(session, {"kind": "completed", "completedAt": now, **entry})
         return RecoveryCompletion(entry, applied)
+
+    def finish_verification(self, session: Session, result: str, at: int) -> dict[str, Any] | None:
+        """Close a pending verification as `verified` or `ineffective` (a monitor decision, journaled);
+        two ineffective in a row put the session on the needs-human list. The history entry, or
+        None when there was nothing to close (already closed, or replaced by a newer recovery)."""
+        pending = session.verifying
+        if pending is None:
+            return None
+        self._change(session)
+        applied_at, origin, reason, _ = pending
+        session.verifying = None
+        entry = {"kind": "verified", "result": result, "at": at, "appliedAt": applied_at, "origin": origin,
+                 "reason": reason}
+        self.add_recovery(session, entry)
+        if result == INEFFECTIVE:
+            verdicts = [e["result"] for e in session.recoveries or () if e.get("kind") == "verified"]
+            if verdicts[-2:] == [INEFFECTIVE, INEFFECTIVE] and session.needs_human is None:
+                session.needs_human = {"cause": INEFFECTIVE_TWICE, "since": at}
+        self._reindex(session)
+        return entry
+
+    def mark_needs_human(self, session: Session, cause: str, at: int) -> bool:
+        if session.needs_human is not None:
+            return False
+        self._change(session)
+        session.needs_human = {"cause": cause, "since": at}
+        self._reindex(session)
+        return True
 
     def is_current(self, session: Session, request: RecoveryRequest, outcome: RecoveryOutcome,
                    upstream: bool = False) -> bool:

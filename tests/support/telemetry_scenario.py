@@ -160,6 +160,8 @@ def drive_all(recorder: Recorder) -> None:
     recorder.sessions_evicted("ttl", 4)
     recorder.journal_refused("journal_full")
     recorder.notify_failed("http_status")
+    recorder.recovery_verified({"gatewayId": GW, "sessionKey": SESSION_KEY, "result": "ineffective",
+                                "origin": "automatic", "reason": "stale_session_state", "appliedAt": 1})
     recorder.bounded_evicted("tombstone", 3)
     recorder.clock_clamped(GW)
     recorder.forwarder_dropped(GW, 5)

@@ -156,6 +156,7 @@ def test_orphaned_activity_json(tmp_path: Path) -> None:
         "queueDepth": 1, "expectedState": "idle", "stateGeneration": request["stateGeneration"],
         "reason": "queued_work_without_active_run", "activeWorkKind": None, "allowActiveAbort": False,
         "requestedAt": T0 + 35 * S,
+        "origin": "automatic",
     }
     assert verdict["recoveryOutcome"] == {"status": "skipped", "action": "observe_only",
                                           "outcomeReason": "no_recovery_target"}

@@ -9,6 +9,7 @@ fresh store. The model is a plain `Store` that applies each acknowledged request
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 import tempfile
 from pathlib import Path
@@ -56,9 +57,9 @@ def make_event(kind: str, key: str, event_id: str | None, ts: int) -> Event:
 
 
 def states(store: Store) -> dict[tuple[str, str], list[Any]]:
-    # all but `last_row` (the item before the last): where the journal keeps a session's events,
-    # not a fact of the events, so the journal-less model has none
-    return {(s.gateway, s.key): [*s.to_state()[:-2], s.active_queued_turn] for s in store.iter_sessions()}
+    # all but `last_row`: where the journal keeps a session's events, not a fact of the events,
+    # so the journal-less model has none
+    return {(s.gateway, s.key): dataclasses.replace(s, last_row=0).to_state() for s in store.iter_sessions()}
 
 
 def open_journal(path: Path, faults: Faults) -> tuple[Store, Journal]:

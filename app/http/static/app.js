@@ -274,7 +274,8 @@
   var INTERVAL = 2000;
   var STREAMING_INTERVAL = 15000;
   var CHANGES = ["attention.opened", "attention.changed", "attention.cleared", "recovery.requested",
-                 "recovery.completed", "gateway.silent", "gateway.back", "reset"];
+                 "recovery.completed", "recovery.verified", "recovery.ineffective", "session.needs_human",
+                 "gateway.silent", "gateway.back", "reset"];
   var lastOk = 0;
   var streaming = false;
   function status(text, cls) {
