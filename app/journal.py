@@ -430,7 +430,7 @@ class Journal:
         if c.purged < c.covered:
             upto = min(c.covered, c.purged + COMPACT_SLICE_IDS)
             with conn:
-                conn.execute("DELETE FROM journal WHERE id > ? AND id <= ? AND kind NOT IN ('B', 'S', 'E')",
+                conn.execute("DELETE FROM journal WHERE id > ? AND id <= ? AND kind NOT IN ('B', 'S', 'E', 'A')",
                              (c.purged, upto))
             c.purged = upto
             return True
@@ -616,6 +616,28 @@ class Journal:
                     break
         return events[:limit]
 
+    def audit(self, before: int | None, limit: int, scope: frozenset[str] | None) -> list[tuple[int, dict[str, Any]]]:
+        """Audit entries (id, entry), newest first, older than `before`, of the gateways in
+        `scope` (None: all). Blocking: call from a thread."""
+        if self._reader is None:
+            return []
+        found: list[tuple[int, dict[str, Any]]] = []
+        upper = before if before is not None else 2**62
+        with self._reader_lock:
+            while len(found) < limit:
+                rows = self._reader.execute(
+                    "SELECT id, gateway, body FROM journal WHERE kind = 'A' AND id < ? ORDER BY id DESC LIMIT ?",
+                    (upper, limit * 4)).fetchall()
+                if not rows:
+                    break
+                for rid, gateway, body in rows:
+                    upper = rid
+                    if body and (scope is None or gateway in scope):
+                        found.append((rid, msgspec.json.decode(body)))
+                        if len(found) >= limit:
+                            break
+        return found
+
     # -- restore ----------------------------------------------------------------------------
 
     def _restore(self, conn: sqlite3.Connection, ckpt: sqlite3.Connection) -> bool:
@@ -654,7 +676,7 @@ class Journal:
             "SELECT id, kind, gateway, session, at, body FROM journal WHERE id > ? ORDER BY id", (upto,)
         ):
             records.apply(store, records.from_row(rid, kind, gateway, key, at, body))
-            restored = kind != records.APPLIED_STATE or restored
+            restored = kind not in (records.APPLIED_STATE, records.AUDIT) or restored
             self.applied_upto = rid
         return restored
 
@@ -790,6 +812,9 @@ class NullJournal:
 
     def recent_events(self, gateway: str, keys: Iterable[str], newest_row: int,
                       limit: int = 50) -> list[dict[str, Any]]:
+        return []
+
+    def audit(self, before: int | None, limit: int, scope: frozenset[str] | None) -> list[tuple[int, dict[str, Any]]]:
         return []
 
     def close(self) -> None:

@@ -60,4 +60,8 @@ class JournalBackend(Protocol):
         """A session's recent events, newest first, from its newest journal record
         (`Session.last_row`) back (blocking: call from a thread)."""
 
+    def audit(self, before: int | None, limit: int, scope: frozenset[str] | None) -> list[tuple[int, dict[str, Any]]]:
+        """Operators' actions (id, entry), newest first, older than `before`, within `scope`
+        (blocking: call from a thread)."""
+
     def close(self) -> None: ...

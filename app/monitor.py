@@ -475,12 +475,17 @@ _ATTEMPTED = frozenset({"aborted", "released", "noop", "failed"})
 
 
 def _attempts(session: Session, since: int) -> int:
-    """Automatic recoveries of the session completed since `since` (gateway clock)."""
-    return sum(
-        1 for entry in session.recoveries or ()
-        if entry.get("kind") == "completed" and entry.get("origin", "automatic") == "automatic"
-        and entry.get("status") in _ATTEMPTED and entry.get("completedAt", 0) >= since
-    )
+    """Automatic recoveries of the session completed since `since` (gateway clock), and since
+    an operator last took it off the needs-human list (a fresh budget from there)."""
+    count = 0
+    for entry in reversed(session.recoveries or ()):
+        kind = entry.get("kind")
+        if kind == "dismissed":
+            break
+        if (kind == "completed" and entry.get("origin", "automatic") == "automatic"
+                and entry.get("status") in _ATTEMPTED and entry.get("completedAt", 0) >= since):
+            count += 1
+    return count
 
 
 def _last_requested_at(session: Session) -> int | None:

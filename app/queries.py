@@ -64,6 +64,9 @@ class Queries(Protocol):
                             needs_human: bool | None = None) -> tuple[list[dict[str, Any]], SortKey | None, int]:
         """One page of sessions, most severe first: (items, the next page's key, total)."""
 
+    def resolve(self, scope: Scope, key: str, gateway_id: str | None) -> Session:
+        """The one session `key` names within `scope`."""
+
     async def session_detail(self, scope: Scope, key: str, gateway_id: str | None) -> dict[str, Any]:
         """One session in full, with its recent events and recovery history."""
 
@@ -227,7 +230,9 @@ class LocalQueries:
         next_key = sort_key(page[limit - 1], tick_at) if len(page) > limit else None
         return [self.session_json(s) for s in page[:limit]], next_key, total
 
-    async def session_detail(self, scope: Scope, key: str, gateway_id: str | None) -> dict[str, Any]:
+    def resolve(self, scope: Scope, key: str, gateway_id: str | None) -> Session:
+        """The one session `key` names within `scope` (by key or session id); UnknownSession or
+        AmbiguousSession (several gateways have it) otherwise."""
         store = self.store
         if gateway_id is not None:
             found = [s for s in [store.find(gateway_id, key)] if s is not None]
@@ -238,7 +243,10 @@ class LocalQueries:
             raise UnknownSession(key)
         if len(found) > 1:
             raise AmbiguousSession([s.gateway for s in found])
-        session = found[0]
+        return found[0]
+
+    async def session_detail(self, scope: Scope, key: str, gateway_id: str | None) -> dict[str, Any]:
+        session = self.resolve(scope, key, gateway_id)
         # Everything in memory is read in one go, before the journal read below yields the loop: a
         # recovery completing meanwhile must not show up in the history of a state it has not changed.
         item = self.session_json(session)

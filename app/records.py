@@ -31,6 +31,8 @@ EVICTED = "X"  # sessions evicted (TTL or the session cap)
 APPLIED_STATE = "S"  # history only: a transition this service applied (a recovery); never replayed
 VERIFIED = "V"  # what became of an applied recovery: verified or ineffective
 NEEDS_HUMAN = "H"  # a session put on the needs-human list (its automatic budget is spent)
+DISMISSED = "D"  # an operator took a session off the needs-human list
+AUDIT = "A"  # history only: an operator's action, who, why and what came of it; never replayed
 LEGACY_EVENT = "E"  # one event per row, as release 0.1 wrote them: replayed, never written
 
 _pack = msgspec.msgpack.encode
@@ -101,6 +103,17 @@ def needs_human_record(session: Session, cause: str, at: int) -> Record:
     return Record(NEEDS_HUMAN, session.gateway, session.key, at, _pack(payload), payload)
 
 
+def dismissed_record(session: Session, at: int) -> Record:
+    payload = [at]
+    return Record(DISMISSED, session.gateway, session.key, at, _pack(payload), payload)
+
+
+def audit_record(entry: dict[str, Any]) -> Record:
+    """One audit entry (`GET /v1/audit`): JSON, read back as it was written."""
+    return Record(AUDIT, entry.get("gatewayId"), entry.get("sessionKey"), entry["at"], msgspec.json.encode(entry),
+                  entry)
+
+
 def eviction_record(gateway: str, sessions: list[Session]) -> Record:
     """Sessions of one gateway, each with the time it was last touched when it was chosen."""
     payload = [[session.key, session.touched_at()] for session in sessions]
@@ -126,6 +139,8 @@ def from_row(row_id: int, kind: str, gateway: str | None, session: str | None, a
         kind = EVENTS
     elif kind == APPLIED_STATE:
         payload = None
+    elif kind == AUDIT:
+        payload = msgspec.json.decode(body) if body else None  # None: emptied at the byte budget
     elif kind == EVICTED and not body:  # release 0.1: one session per row, no touch time
         payload = [[session, None]]
     else:
@@ -214,6 +229,8 @@ def apply(store: Store, record: Record) -> Any:
         if session is not None:
             session.last_row = record.id
         return None
+    if kind == AUDIT:
+        return record.id  # history only: what the operator is answered with
     if kind == MEMORY:
         generation, attention, stuck_age, long_age, stalled_at = payload
         # A session event in between cleared the memory this record would set: it stays cleared.
@@ -233,5 +250,8 @@ def apply(store: Store, record: Record) -> Any:
     if kind == NEEDS_HUMAN:
         cause, at = payload
         return session is not None and store.mark_needs_human(session, cause, at)
+    if kind == DISMISSED:
+        (at,) = payload
+        return session is not None and store.dismiss(session, at)
     raise ValueError(f"unknown journal record kind {kind!r}")
 

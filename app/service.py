@@ -10,6 +10,7 @@ import logging
 import sys
 from collections import Counter
 
+from app.actions import Actions
 from app.changes import ChangeFeed, ChangeWatcher
 from app.clock import Clock, SystemClock
 from app.journal import Journal
@@ -68,6 +69,7 @@ class Service:
         self.recorder = recorder or recorder_for(settings, self.session_ids)
         self.tokens = settings.tokens()  # who may send events
         self.reading_tokens = settings.reading_tokens()  # who may read, and which gateways
+        self.operator_entries = settings.operator_entries()  # who may act (named, for the audit log)
         self.journal: JournalBackend = journal or Journal(
             settings.data_dir, max_bytes=settings.journal_max_bytes,
             retention_ms=settings.journal_retention_ms, max_rows=settings.journal_max_rows)
@@ -87,6 +89,7 @@ class Service:
                                 session_hash=lambda value: self.session_ids.hash(value) if value else None)
         self.monitor.listeners.append(watcher.on_monitor)
         self.coordinator.listeners.append(watcher.on_coordinator)
+        self.actions = Actions(self)  # what an operator may do (app/actions.py)
         self.notifier = Notifier(self.changes, parse_targets(settings.notify), clock=self.clock,
                                  recorder=self.recorder, public_url=settings.public_url)
         self._checkpointer: asyncio.Task[None] | None = None

@@ -9,7 +9,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from app.notify import parse_targets
-from app.tokens import parse_tokens
+from app.tokens import TokenEntry, parse_tokens
 from app.webhook_address import parse_pairs
 
 ENV_PREFIX = "OPENCLAW_DIAG_"
@@ -184,6 +184,10 @@ class Settings(BaseSettings):
     def tokens(self) -> dict[str, frozenset[str] | None]:
         """Ingest token -> the gateways it is bound to (None: any gateway)."""
         return {entry.token: entry.gateways for entry in parse_tokens(self.ingest_tokens)}
+
+    def operator_entries(self) -> list[TokenEntry]:
+        """The tokens that may act (app/http/actions.py), with their names for the audit log."""
+        return parse_tokens(self.operator_tokens)
 
     def reading_tokens(self) -> dict[str, frozenset[str] | None]:
         """Every token that may read (ingest tokens read what they may write) -> its gateways."""

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI
 
-from app.http import api, health, page, stream
+from app.http import actions, api, health, page, stream
 from app.http.errors import install_error_handlers
 from app.http.hosts import HEALTH_PROBES, HostAllowList
 from app.http.ingest import INGEST_PATH, serve_ingest
@@ -63,6 +63,8 @@ def build_http_app(settings: Settings,
         lifespan=lifespan,
     )
     app.hosts = HostAllowList(settings.allowed_hosts, settings.host)
+    app.include_router(actions.operator)
+    app.include_router(actions.reader)
     app.include_router(api.router)
     app.include_router(stream.router)
     app.include_router(health.router)

@@ -118,6 +118,17 @@ class RecoveryMemory:
         self._reindex(session)
         return True
 
+    def dismiss(self, session: Session, at: int) -> bool:
+        """An operator took it off the needs-human list (or asked for its recovery): the automatic
+        attempts start a fresh budget from here (app/monitor.py counts only those after it)."""
+        if session.needs_human is None:
+            return False
+        self._change(session)
+        session.needs_human = None
+        self.add_recovery(session, {"kind": "dismissed", "at": at})
+        self._reindex(session)
+        return True
+
     def is_current(self, session: Session, request: RecoveryRequest, outcome: RecoveryOutcome,
                    upstream: bool = False) -> bool:
         """The processing-generation guard (README, "Recovery webhook contract"). The 2026.9

@@ -1,0 +1,96 @@
+"""What an operator may do (README, "Actions"): recover a session, take it off the needs-human
+list — each through the same journal, coordinator, generation guard and executor as what the
+service does by itself, and each written to the audit log (who by the token's name, never the
+token; when; why; what came of it). The HTTP face is app/http/actions.py; this module knows
+nothing of HTTP.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from app.journal_interface import JournalError
+from app.outcomes import RecoveryRequest
+from app.records import audit_record, dismissed_record
+from app.store import Session
+
+if TYPE_CHECKING:
+    from app.service import Service
+
+Mode = Literal["auto", "abort", "release"]
+
+
+class ActionRefused(Exception):
+    """The action cannot be done; `status` and `code` say how the HTTP face answers."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    audit_id: int  # the audit entry's id: what the caller is answered with
+    entry: dict[str, Any]
+
+
+class Actions:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    async def recover(self, session: Session, *, mode: Mode, reason: str, actor: str) -> Done:
+        """Ask the gateway to recover the session now. `abort` may abort its active work,
+        `release` only releases the lane, `auto` aborts when work is active and releases
+        otherwise. It takes the session off the needs-human list."""
+        service = self.service
+        if service.settings.recovery_mode == "observe":
+            raise ActionRefused(422, "no_executor", "recovery mode is observe: there is nobody to ask "
+                                                    "(set OPENCLAW_DIAG_RECOVERY_MODE=webhook)")
+        if session.inflight is not None:
+            raise ActionRefused(409, "in_flight", "a recovery of this session is already in flight")
+        gateway_now = service.gateway_now(session.gateway)
+        active = session.activity is not None and session.activity.has_markers()
+        abort = mode == "abort" or (mode == "auto" and active)
+        attention = session.attention
+        request = RecoveryRequest(
+            gatewayId=session.gateway, sessionKey=session.session_key, sessionId=session.session_id,
+            ageMs=max(0, gateway_now - session.last_activity), queueDepth=session.queue_depth,
+            expectedState=session.state, stateGeneration=session.generation,
+            # the verdict's reason (a low-cardinality metric attribute); the person's is audited
+            reason=str(attention.reason) if attention is not None else "operator_request",
+            activeWorkKind=attention.active_work_kind if abort and attention is not None else None,
+            allowActiveAbort=abort, requestedAt=gateway_now, origin="operator",
+        )
+        # written down first: an action the audit log cannot hold is not taken
+        done = await self._audit(session, "recover", reason, actor, {"mode": mode, "allowActiveAbort": abort,
+                                                                    "result": "requested"})
+        if session.needs_human is not None:
+            service.journal.submit(dismissed_record(session, gateway_now), wait=False)
+        service.coordinator.request(session, request)
+        return done
+
+    async def dismiss(self, session: Session, *, reason: str, actor: str) -> Done:
+        """Take the session off the needs-human list (a person has it in hand)."""
+        if session.needs_human is None:
+            raise ActionRefused(409, "not_on_the_list", "the session is not on the needs-human list")
+        done = await self._audit(session, "dismiss", reason, actor,
+                                 {"cause": session.needs_human["cause"], "result": "dismissed"})
+        self.service.journal.submit(dismissed_record(session, self.service.gateway_now(session.gateway)), wait=False)
+        return done
+
+    async def _audit(self, session: Session | None, action: str, reason: str, actor: str,
+                     details: dict[str, Any], gateway: str | None = None) -> Done:
+        entry = {"at": self.service.clock.now_ms(), "actor": actor, "action": action, "reason": reason,
+                 "gatewayId": session.gateway if session is not None else gateway,
+                 "sessionKey": session.session_key if session is not None else None,
+                 "sessionId": session.session_id if session is not None else None, **details}
+        future = self.service.journal.submit(audit_record(entry))
+        assert future is not None
+        try:
+            audit_id = await future
+        except JournalError as exc:  # the action was taken; its record could not be written yet
+            raise ActionRefused(503, "journal_unavailable", f"the audit log cannot be written: {exc}") from exc
+        return Done(audit_id, entry)

@@ -1,0 +1,89 @@
+"""The operator's actions over HTTP (README, "Actions"): operator tokens only (a token that may
+only read gets 403), each with a reason, each audited; the actions themselves are app/actions.py.
+`GET /v1/audit` reads the audit log with any reading token, within its scope."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from app.actions import ActionRefused, Actions
+from app.http.auth import (
+    actor_of,
+    require_operator,
+    require_token,
+    scope_of,
+    service_of,
+)
+from app.http.errors import ApiError
+from app.queries import AmbiguousSession, UnknownSession
+
+operator = APIRouter(prefix="/v1", dependencies=[Depends(require_operator)], tags=["actions"])
+reader = APIRouter(prefix="/v1", dependencies=[Depends(require_token)], tags=["actions"])
+
+Reason = Field(..., min_length=1, max_length=500, description="Why: recorded in the audit log.")
+
+
+class RecoverBody(BaseModel):
+    reason: str = Reason
+    action: Literal["auto", "abort", "release"] = Field(
+        "auto", description="abort: may abort the active work; release: only release the lane; auto: abort "
+                            "when work is active, else release.")
+    gatewayId: str | None = Field(None, max_length=128)
+
+
+class DismissBody(BaseModel):
+    reason: str = Reason
+    gatewayId: str | None = Field(None, max_length=128)
+
+
+def _actions(request: Request) -> Actions:
+    return service_of(request).actions
+
+
+def _session(request: Request, key: str, gateway_id: str | None) -> Any:
+    try:
+        return service_of(request).queries.resolve(scope_of(request), key, gateway_id)
+    except UnknownSession:
+        raise ApiError(404, "not_found", "no such session") from None
+    except AmbiguousSession as exc:
+        raise ApiError(409, "ambiguous", "several gateways have this session key: give gatewayId",
+                       [{"loc": ["body", "gatewayId"], "msg": gateway} for gateway in exc.gateways]) from None
+
+
+def _refused(exc: ActionRefused) -> ApiError:
+    return ApiError(exc.status, exc.code, exc.message)
+
+
+@operator.post("/sessions/{sessionKey:path}/recover", status_code=202,
+               summary="Ask the gateway to recover one session now (audited)")
+async def recover(request: Request, sessionKey: str, body: RecoverBody) -> JSONResponse:
+    session = _session(request, sessionKey, body.gatewayId)
+    try:
+        done = await _actions(request).recover(session, mode=body.action, reason=body.reason, actor=actor_of(request))
+    except ActionRefused as exc:
+        raise _refused(exc) from None
+    return JSONResponse({"requestId": str(done.audit_id), "audit": done.entry}, status_code=202)
+
+
+@operator.post("/sessions/{sessionKey:path}/dismiss", summary="Take a session off the needs-human list (audited)")
+async def dismiss(request: Request, sessionKey: str, body: DismissBody) -> dict[str, Any]:
+    session = _session(request, sessionKey, body.gatewayId)
+    try:
+        done = await _actions(request).dismiss(session, reason=body.reason, actor=actor_of(request))
+    except ActionRefused as exc:
+        raise _refused(exc) from None
+    return {"auditId": str(done.audit_id), "audit": done.entry}
+
+
+@reader.get("/audit", summary="Operators' actions, newest first: who, what, when, why, result")
+async def audit(request: Request, limit: int = Query(100, ge=1, le=1000),
+                cursor: str | None = Query(None, pattern=r"^\d{1,18}$")) -> dict[str, Any]:
+    journal = service_of(request).journal
+    rows = await asyncio.to_thread(journal.audit, int(cursor) if cursor else None, limit + 1, scope_of(request))
+    items = [{"id": str(rid), **entry} for rid, entry in rows[:limit]]
+    return {"items": items, "nextCursor": str(rows[limit - 1][0]) if len(rows) > limit else None}

@@ -1,0 +1,124 @@
+"""Operators act, end to end: the service as a process, a real HTTP peer playing the gateway's
+recovery webhook (tests/support/service_process.py, FakeGatewayWebhook).
+
+An operator recovers a stuck session and the gateway receives the request; a read token gets
+403; the audit shows who (the token's name), why and what; a recovery after which the gateway
+sends nothing is ineffective, one after which it sends progress is verified; automatic
+recoveries stop at the attempt budget and the session is on the needs-human list until an
+operator dismisses it; all of it is still there after kill -9 and a restart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.support.service_process import (
+    Reply,
+    now_ms,
+    post_events,
+    stuck_events,
+    wait_until,
+)
+
+pytestmark = pytest.mark.e2e
+
+INGEST = "ingest-token"
+READ = "reader:read-token"
+OPERATOR = "alice:op-token"
+RELEASED = Reply.outcome("released", "release_lane", released=1)
+FAILED = Reply(503, {"error": "lane busy"})
+
+
+def settings(fake_gateway: Any, **extra: Any) -> dict[str, Any]:
+    return {"ingest_tokens": INGEST, "read_tokens": READ, "operator_tokens": OPERATOR,
+            "recovery_mode": "webhook", "recovery_webhook_url": fake_gateway.url_template,
+            "recovery_verify_ms": 2_000, "gateway_silence_ms": 60_000, **extra}
+
+
+def client(svc: Any, token: str) -> httpx.Client:
+    return httpx.Client(base_url=svc.url, headers={"Authorization": f"Bearer {token}"}, timeout=10.0)
+
+
+def session(svc: Any, key: str) -> dict[str, Any]:
+    return svc.client.get(f"/v1/sessions/{key}", params={"gatewayId": "gw-1"}).json()
+
+
+def test_an_operator_recovers_and_the_audit_says_who_and_why(service_factory, fake_gateway):
+    key = "agent:main:telegram:direct:4711"
+    fake_gateway.script[key] = RELEASED
+    # warn 60 s: the monitor judges nothing in this test, only the operator asks
+    svc = service_factory(settings(fake_gateway, recovery_max_attempts=1, stuck_session_warn_ms=60_000),
+                          token="read-token")
+    post_events(client(svc, INGEST), stuck_events("gw-1", key, 1_000))
+    body = {"reason": "customer waiting since 10:02", "action": "release", "gatewayId": "gw-1"}
+    assert client(svc, "read-token").post(f"/v1/sessions/{key}/recover", json=body).status_code == 403
+    assert client(svc, INGEST).post(f"/v1/sessions/{key}/recover", json=body).status_code == 403
+    assert httpx.post(f"{svc.url}/v1/sessions/{key}/recover", json=body).status_code == 401
+    assert client(svc, "op-token").post(f"/v1/sessions/{key}/recover", json={"action": "release"}).status_code == 422
+
+    answer = client(svc, "op-token").post(f"/v1/sessions/{key}/recover", json=body)
+    assert answer.status_code == 202, answer.text
+    received = fake_gateway.wait_for_request(key)
+    assert (received.body["origin"], received.body["allowActiveAbort"]) == ("operator", False)
+    # the gateway said nothing after the release: ineffective within the verify window
+    done = wait_until(lambda: (lambda s: s if s["verifying"] is None and s["lastRecovery"]["kind"] == "verified"
+                               else None)(session(svc, key)), timeout=15, what="the verification")
+    assert (done["lastRecovery"]["result"], done["lastRecovery"]["origin"]) == ("ineffective", "operator")
+
+    audit = svc.client.get("/v1/audit").json()["items"]
+    assert [(a["actor"], a["action"], a["reason"], a["sessionKey"], a["mode"]) for a in audit] == [
+        ("alice", "recover", "customer waiting since 10:02", key, "release")]
+    assert audit[0]["id"] == answer.json()["requestId"]
+    assert "op-token" not in svc.log_tail(200)  # the name, never the token
+
+    svc.kill()  # kill -9: the audit and the verification are journaled
+    svc.start()
+    assert [a["reason"] for a in svc.client.get("/v1/audit").json()["items"]] == ["customer waiting since 10:02"]
+    assert session(svc, key)["lastRecovery"]["result"] == "ineffective"
+
+
+def test_progress_after_a_recovery_verifies_it(service_factory, fake_gateway):
+    key = "agent:main:verified"
+    fake_gateway.script[key] = RELEASED
+    svc = service_factory(settings(fake_gateway), token="read-token")
+    ingest = client(svc, INGEST)
+    post_events(ingest, stuck_events("gw-1", key, 5_000))  # stuck: the monitor recovers it by itself
+    fake_gateway.wait_for_request(key)
+    wait_until(lambda: session(svc, key)["verifying"], timeout=10, what="the release applied")
+    post_events(ingest, [{"type": "session.progress", "gatewayId": "gw-1", "sessionKey": key, "ts": now_ms()}])
+    done = wait_until(lambda: (lambda s: s if s["verifying"] is None else None)(session(svc, key)), timeout=10,
+                      what="the verification")
+    assert (done["lastRecovery"]["result"], done["lastRecovery"]["origin"]) == ("verified", "automatic")
+    metrics = svc.client.get("/metrics").text
+    assert 'openclaw_monitor_recovery_verifications_total{openclaw_gateway="gw-1",openclaw_origin="automatic",' \
+           'openclaw_result="verified"' in metrics
+
+
+def test_the_budget_stops_automatic_recoveries_and_a_person_takes_over(service_factory, fake_gateway):
+    key = "agent:main:hopeless"
+    fake_gateway.script[key] = FAILED
+    svc = service_factory(settings(fake_gateway, recovery_max_attempts=2, recovery_retry_interval_ms=300),
+                          token="read-token")
+    post_events(client(svc, INGEST), stuck_events("gw-1", key, 5_000))
+    listed = wait_until(lambda: svc.client.get("/v1/sessions", params={"needsHuman": "true"}).json()["items"],
+                        timeout=20, what="the needs-human list")
+    assert [(s["sessionKey"], s["needsHuman"]["cause"]) for s in listed] == [(key, "budget_spent")]
+    attempts = len(fake_gateway.requests_for(key))
+    assert attempts == 2
+    metrics = svc.client.get("/metrics").text
+    assert 'openclaw_needs_human="true"' in metrics
+
+    svc.kill()
+    svc.start()  # the list survives a crash, and the budget still holds
+    assert session(svc, key)["needsHuman"]["cause"] == "budget_spent"
+    dismissed = client(svc, "op-token").post(f"/v1/sessions/{key}/dismiss",
+                                             json={"reason": "gateway restarted by hand", "gatewayId": "gw-1"})
+    assert dismissed.status_code == 200, dismissed.text
+    assert len(fake_gateway.requests_for(key)) == attempts  # none while it was on the list
+    assert svc.client.get("/v1/audit").json()["items"][0]["action"] == "dismiss"
+    # off the list, with a fresh budget from here (the history marks where it starts)
+    wait_until(lambda: session(svc, key)["needsHuman"] is None, timeout=5, what="off the list")
+    history = svc.client.get(f"/v1/sessions/{key}", params={"gatewayId": "gw-1"}).json()["recoveries"]
+    assert history[0]["kind"] == "dismissed"  # newest first
