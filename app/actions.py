@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from app.journal_interface import JournalError
 from app.outcomes import RecoveryRequest
-from app.records import audit_record, dismissed_record
+from app.records import audit_record, dismissed_record, maintenance_record
 from app.store import Session
 
 if TYPE_CHECKING:
     from app.service import Service
 
 Mode = Literal["auto", "abort", "release"]
+MAX_MAINTENANCE_MS = 24 * 3_600_000
 
 
 class ActionRefused(Exception):
@@ -79,6 +80,27 @@ class Actions:
         done = await self._audit(session, "dismiss", reason, actor,
                                  {"cause": session.needs_human["cause"], "result": "dismissed"})
         self.service.journal.submit(dismissed_record(session, self.service.gateway_now(session.gateway)), wait=False)
+        return done
+
+    async def maintenance(self, gateway: str, *, until: int | None, reason: str, actor: str) -> Done:
+        """Begin a gateway's maintenance until `until` (service clock, at most MAX_MAINTENANCE_MS
+        ahead), or end it (None): while it lasts no recovery is requested for its sessions and
+        its silence is expected; it ends by itself at the deadline (app/monitor.py)."""
+        service = self.service
+        info = service.store.gateway_info(gateway)
+        if info is None:
+            raise ActionRefused(404, "not_found", "no such gateway")
+        now = service.clock.now_ms()
+        if until is not None and not now < until <= now + MAX_MAINTENANCE_MS:
+            raise ActionRefused(422, "validation_failed", "until must be in the future and at most 24 h ahead")
+        if until is None and not info.in_maintenance(now):
+            raise ActionRefused(409, "not_in_maintenance", "the gateway is not in maintenance")
+        window = {"until": until, "since": now, "reason": reason, "actor": actor} if until is not None else None
+        done = await self._audit(None, "maintenance" if until is not None else "end_maintenance", reason, actor,
+                                 {"until": until, "result": "began" if until is not None else "ended"}, gateway)
+        service.journal.submit(maintenance_record(gateway, window, now), wait=False)
+        service.monitor.notify("maintenance_began" if window else "maintenance_ended",
+                                         {"gatewayId": gateway, "reason": reason, "window": window or info.maintenance})
         return done
 
     async def _audit(self, session: Session | None, action: str, reason: str, actor: str,

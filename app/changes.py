@@ -30,6 +30,8 @@ from app.vocabulary import (
     ATTENTION_OPENED,
     GATEWAY_BACK,
     GATEWAY_SILENT,
+    MAINTENANCE_BEGAN,
+    MAINTENANCE_ENDED,
     RECOVERY_COMPLETED,
     RECOVERY_INEFFECTIVE,
     RECOVERY_REQUESTED,
@@ -153,6 +155,9 @@ class ChangeWatcher:
             self.feed.publish(event, payload["gatewayId"], self._recovery_fields(payload))
         elif kind == "needs_human":
             self.feed.publish(SESSION_NEEDS_HUMAN, payload["gatewayId"], self._recovery_fields(payload))
+        elif kind in ("maintenance_began", "maintenance_ended"):
+            event = MAINTENANCE_BEGAN if kind == "maintenance_began" else MAINTENANCE_ENDED
+            self.feed.publish(event, payload["gatewayId"], {"reason": payload["reason"], "window": payload["window"]})
         elif kind == "tick":
             self._tick(payload["now"])
 

@@ -173,10 +173,15 @@ class Monitor:
             if not store.is_considered(session):
                 continue  # changed or evicted while the scan yielded
             self._visit(session, gateway_info(session.gateway), now, allow_recovery)
+        for info in store.gateway_infos():  # maintenance ends by itself at its deadline (journaled)
+            if info.maintenance is not None and not info.in_maintenance(now):
+                self.journal.submit(maintenance_record(info.gateway_id, None, now), wait=False)
+                self.notify("maintenance_ended", {"gatewayId": info.gateway_id, "reason": "deadline",
+                                                   "window": info.maintenance})
         self.ticks += 1
         self.last_tick_at = now
         self.recorder.scan_finished((time.perf_counter() - begun) * 1000, lag_ms)
-        self._notify("tick", {"now": now})
+        self.notify("tick", {"now": now})
         # eviction after the scan, within half a tick: the verdicts never wait for it
         await self._evict(now, begun + self.config.scan_interval_ms / 2000)
 
@@ -278,7 +283,7 @@ class Monitor:
                 else:
                     long_age = attention_age
         if not same:
-            self._notify("attention_changed", {
+            self.notify("attention_changed", {
                 "gatewayId": session.gateway, "key": session.key, "sessionKey": session.session_key,
                 "sessionId": session.session_id, "eventType": result.event_type, "reason": result.reason,
                 "classification": result.classification, "activeWorkKind": result.active_work_kind,
@@ -292,13 +297,14 @@ class Monitor:
             return  # seed: suppressed means nothing reported and no recovery this tick
         silent = now - info.last_heard > cfg.gateway_silence_ms
         warming = self.warm_until is not None and now < self.warm_until
+        quiet = info.maintenance is not None and info.in_maintenance(now)  # an operator's window
         if report:
             payload = self._attention_payload(session, result, snapshot, attention_age, queue_depth,
                                               silent, warming, profile)
             self.recorder.attention_reported(payload)
-            self._notify("attention", payload)
+            self.notify("attention", payload)
         # 2026.9: the backoff throttles the report only; recovery may follow on any eligible tick
-        if silent or warming or not allow_recovery:
+        if silent or warming or quiet or not allow_recovery:
             return
         if upstream:
             abort = active_abort_eligible_2026_9(result, snapshot, cfg.abort_ms, gateway_now)
@@ -316,7 +322,7 @@ class Monitor:
             return
         request = _request(session, result, attention_age, queue_depth, gateway_now,
                            result.active_work_kind if abort else None, abort)
-        self._notify("recovery", request.as_json())
+        self.notify("recovery", request.as_json())
         self.recovery.request(session, request)
 
     # -- closing the loop: verification and the needs-human list ------------------------------
@@ -344,9 +350,9 @@ class Monitor:
         payload = {"gatewayId": session.gateway, "sessionKey": session.session_key,
                    "sessionId": session.session_id, **entry}
         self.recorder.recovery_verified(payload)
-        self._notify("recovery_verified", payload)
+        self.notify("recovery_verified", payload)
         if session.needs_human is not None and session.needs_human["since"] == entry["at"]:
-            self._notify("needs_human", {"gatewayId": session.gateway, "sessionKey": session.session_key,
+            self.notify("needs_human", {"gatewayId": session.gateway, "sessionKey": session.session_key,
                                          "sessionId": session.session_id, **session.needs_human})
 
     def _needs_human(self, session: Session, cause: str, gateway_now: int) -> None:
@@ -355,7 +361,7 @@ class Monitor:
 
         def put(done: asyncio.Future[Any]) -> None:
             if not done.cancelled() and done.exception() is None and done.result():
-                self._notify("needs_human", {"gatewayId": session.gateway, "sessionKey": session.session_key,
+                self.notify("needs_human", {"gatewayId": session.gateway, "sessionKey": session.session_key,
                                              "sessionId": session.session_id, "cause": cause, "since": gateway_now})
 
         future.add_done_callback(put)
@@ -409,9 +415,12 @@ class Monitor:
             "classifierProfile": profile,
         }
 
-    def _notify(self, kind: str, payload: dict[str, Any]) -> None:
+    def notify(self, kind: str, payload: dict[str, Any]) -> None:
+        """Tell the listeners (the change feed's watcher, replay): the monitor's decisions, and
+        an operator's maintenance (app/actions.py)."""
         for listener in self.listeners:
             listener(kind, payload)
+
 
     # -- eviction ---------------------------------------------------------------------------
 

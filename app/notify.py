@@ -77,6 +77,7 @@ _TITLES = {
     "recovery.requested": "Recovery requested", "recovery.completed": "Recovery {status}",
     "recovery.verified": "Recovery verified", "recovery.ineffective": "Recovery ineffective",
     "session.needs_human": "Needs a human",
+    "maintenance.began": "Maintenance began", "maintenance.ended": "Maintenance ended",
     "gateway.silent": "Gateway silent", "gateway.back": "Gateway back",
 }
 _LABELS = {"session.stuck": "stuck", "session.stalled": "stalled", "session.long_running": "long-running"}

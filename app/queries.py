@@ -301,6 +301,7 @@ class LocalQueries:
                 "forwarderDropped": info.forwarder_dropped,
                 "gatewayVersion": info.gateway_version,
                 "profile": service.monitor.profile_of(info),
+                "maintenance": info.maintenance if info.in_maintenance(now) else None,
             }
             for info in self.store.gateway_infos() if visible(scope, info.gateway_id)
         ]
@@ -367,21 +368,25 @@ class LocalQueries:
             if attention is not None:
                 oldest[key] = max(oldest.get(key, 0), attention.age_ms)
         flagged: Counter[tuple[str, str]] = Counter()
+        now = self.service.clock.now_ms()
+        quiet = {info.gateway_id for info in self.store.gateway_infos() if info.in_maintenance(now)}
         rows = []
         for key, count in under.items():
             gateway, state, label, reason, needs_human = key
             flagged[(gateway, state)] += count
-            rows.append(SessionCount(gateway, state, label, reason, count, oldest.get(key), needs_human))
+            rows.append(SessionCount(gateway, state, label, reason, count, oldest.get(key), needs_human,
+                                     gateway in quiet))
         for gateway, state, count in self.store.sessions_by_state():
             rest = count - flagged[(gateway, state)]
             if rest > 0 or count:
-                rows.append(SessionCount(gateway, state, "none", None, max(0, rest)))
+                rows.append(SessionCount(gateway, state, "none", None, max(0, rest), maintenance=gateway in quiet))
         return rows
 
     def gateway_statuses(self) -> Iterable[GatewayStatus]:
         service = self.service
         now = service.clock.now_ms()
         return [
-            GatewayStatus(info.gateway_id, service.is_silent(info, now), info.skew_ms, info.forwarder_queued)
+            GatewayStatus(info.gateway_id, service.is_silent(info, now), info.skew_ms, info.forwarder_queued,
+                          info.in_maintenance(now))
             for info in self.store.gateway_infos()
         ]

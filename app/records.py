@@ -33,6 +33,7 @@ VERIFIED = "V"  # what became of an applied recovery: verified or ineffective
 NEEDS_HUMAN = "H"  # a session put on the needs-human list (its automatic budget is spent)
 DISMISSED = "D"  # an operator took a session off the needs-human list
 AUDIT = "A"  # history only: an operator's action, who, why and what came of it; never replayed
+MAINTENANCE = "N"  # a gateway's maintenance window began (a window) or ended (None)
 LEGACY_EVENT = "E"  # one event per row, as release 0.1 wrote them: replayed, never written
 
 _pack = msgspec.msgpack.encode
@@ -106,6 +107,11 @@ def needs_human_record(session: Session, cause: str, at: int) -> Record:
 def dismissed_record(session: Session, at: int) -> Record:
     payload = [at]
     return Record(DISMISSED, session.gateway, session.key, at, _pack(payload), payload)
+
+
+def maintenance_record(gateway: str, window: dict[str, Any] | None, at: int) -> Record:
+    payload = [window]
+    return Record(MAINTENANCE, gateway, None, at, _pack(payload), payload)
 
 
 def audit_record(entry: dict[str, Any]) -> Record:
@@ -224,6 +230,9 @@ def apply(store: Store, record: Record) -> Any:
                 store.evict(session)
                 evicted.append(session)
         return evicted
+    if kind == MAINTENANCE:
+        (window,) = payload
+        return store.set_maintenance(record.gateway or "", window)
     session = store.find(record.gateway or "", record.session or "") if record.session else None
     if kind == APPLIED_STATE:
         if session is not None:

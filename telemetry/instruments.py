@@ -40,6 +40,7 @@ REASON = "openclaw.reason"
 RESULT = "openclaw.result"  # verified | ineffective
 ORIGIN = "openclaw.origin"  # automatic | operator
 NEEDS_HUMAN = "openclaw.needs_human"  # true | false
+MAINTENANCE = "openclaw.maintenance"  # true | false: the gateway is in an operator's maintenance window
 STRUCTURE = "openclaw.structure"
 ACTION = "openclaw.action"
 STATUS = "openclaw.status"
@@ -410,7 +411,7 @@ MONITOR_EVENTS = InstrumentSpec(
 )
 MONITOR_SESSIONS = InstrumentSpec(
     "openclaw.monitor.sessions", "gauge", "{session}", "Tracked sessions by state and current attention.",
-    (STATE, ATTENTION, REASON, NEEDS_HUMAN), produced_when="observed at collection (the live picture)",
+    (STATE, ATTENTION, REASON, NEEDS_HUMAN, MAINTENANCE), produced_when="observed at collection (the live picture)",
 )
 MONITOR_ATTENTION_AGE = InstrumentSpec(
     "openclaw.monitor.attention.oldest_age_ms", "gauge", "ms",
@@ -419,7 +420,7 @@ MONITOR_ATTENTION_AGE = InstrumentSpec(
 )
 MONITOR_GATEWAYS = InstrumentSpec(
     "openclaw.monitor.gateways", "gauge", "{gateway}", "Gateways heard from, live or silent.",
-    (STATUS,), produced_when="observed at collection",
+    (STATUS, MAINTENANCE), produced_when="observed at collection",
 )
 MONITOR_CLOCK_SKEW = InstrumentSpec(
     "openclaw.monitor.gateway.clock_skew_ms", "gauge", "ms", "Measured gateway clock skew (receive time - ts).",

@@ -34,6 +34,7 @@ class SessionCount:
     count: int
     oldest_age_ms: int | None = None  # the longest attention age among them (attention rows)
     needs_human: bool = False  # on the needs-human list (app/monitor.py)
+    maintenance: bool = False  # its gateway is in an operator's maintenance window
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +43,7 @@ class GatewayStatus:
     silent: bool
     clock_skew_ms: int
     forwarder_queued: int | None
+    maintenance: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -347,6 +349,7 @@ class OtelRecorder(Recorder):
                 ins.ATTENTION: row.attention,
                 ins.REASON: row.reason if row.attention != ins.ATTENTION_NONE else None,
                 ins.NEEDS_HUMAN: ins.TRUE if row.needs_human else ins.FALSE,
+                ins.MAINTENANCE: ins.TRUE if row.maintenance else ins.FALSE,
             }
             if gw_on:
                 attrs[G] = row.gateway
@@ -380,8 +383,10 @@ class OtelRecorder(Recorder):
         if self._gw:
             rows = []
             for gw in sources.gateways():
-                rows.append(({G: gw.gateway, ins.STATUS: ins.GATEWAY_LIVE}, 0 if gw.silent else 1))
-                rows.append(({G: gw.gateway, ins.STATUS: ins.GATEWAY_SILENT}, 1 if gw.silent else 0))
+                quiet = ins.TRUE if gw.maintenance else ins.FALSE
+                rows.append(({G: gw.gateway, ins.STATUS: ins.GATEWAY_LIVE, ins.MAINTENANCE: quiet}, 0 if gw.silent else 1))
+                rows.append(({G: gw.gateway, ins.STATUS: ins.GATEWAY_SILENT, ins.MAINTENANCE: quiet},
+                             1 if gw.silent else 0))
             return rows
         live = silent = 0
         for gw in sources.gateways():

@@ -80,6 +80,42 @@ async def dismiss(request: Request, sessionKey: str, body: DismissBody) -> dict[
     return {"auditId": str(done.audit_id), "audit": done.entry}
 
 
+class MaintenanceBody(BaseModel):
+    until: int = Field(..., description="When it ends by itself: epoch ms, at most 24 h ahead.")
+    reason: str = Reason
+
+
+class EndBody(BaseModel):
+    reason: str = Reason
+
+
+def _gateway_in_scope(request: Request, gateway: str) -> None:
+    scope = scope_of(request)
+    if scope is not None and gateway not in scope:
+        raise ApiError(404, "not_found", "no such gateway")
+
+
+@operator.put("/gateways/{gatewayId}/maintenance", summary="Put a gateway in maintenance until a deadline (audited)")
+async def begin_maintenance(request: Request, gatewayId: str, body: MaintenanceBody) -> dict[str, Any]:
+    _gateway_in_scope(request, gatewayId)
+    try:
+        done = await _actions(request).maintenance(gatewayId, until=body.until, reason=body.reason,
+                                                   actor=actor_of(request))
+    except ActionRefused as exc:
+        raise _refused(exc) from None
+    return {"auditId": str(done.audit_id), "audit": done.entry}
+
+
+@operator.delete("/gateways/{gatewayId}/maintenance", summary="End a gateway's maintenance now (audited)")
+async def end_maintenance(request: Request, gatewayId: str, body: EndBody) -> dict[str, Any]:
+    _gateway_in_scope(request, gatewayId)
+    try:
+        done = await _actions(request).maintenance(gatewayId, until=None, reason=body.reason, actor=actor_of(request))
+    except ActionRefused as exc:
+        raise _refused(exc) from None
+    return {"auditId": str(done.audit_id), "audit": done.entry}
+
+
 @reader.get("/audit", summary="Operators' actions, newest first: who, what, when, why, result")
 async def audit(request: Request, limit: int = Query(100, ge=1, le=1000),
                 cursor: str | None = Query(None, pattern=r"^\d{1,18}$")) -> dict[str, Any]:

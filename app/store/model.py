@@ -281,6 +281,12 @@ class GatewayInfo:
     # the gateway's version, as its forwarder's keepalive reports it (the classifier profile's
     # input: docs/design.md)
     gateway_version: str | None = None
+    # an operator's maintenance window: {"until" (service clock), "since", "reason", "actor"}
+    maintenance: dict[str, Any] | None = None
+
+    def in_maintenance(self, service_now: int) -> bool:
+        """Quiet by intent (app/monitor.py): no recovery, silence expected; ends at its deadline."""
+        return self.maintenance is not None and service_now < self.maintenance["until"]
 
     def observe_keepalive(self, received_at: int, ts: int) -> None:
         samples = self.keepalive_skews = [*(self.keepalive_skews or ())[-(KEEPALIVE_SAMPLES - 1):],
@@ -316,6 +322,7 @@ class GatewayInfo:
             [[k[0], k[1], v] for k, v in self.tombstones.items()],
             self.keepalive_skews,
             self.gateway_version,
+            self.maintenance,
         ]
 
     @classmethod
@@ -325,6 +332,7 @@ class GatewayInfo:
         info.tombstones = {(a, b): exp for a, b, exp in tombstones}
         info.keepalive_skews = rest[0] if rest else None  # release 0.1 kept none
         info.gateway_version = rest[1] if len(rest) > 1 else None  # nor did 0.2
+        info.maintenance = rest[2] if len(rest) > 2 else None  # nor maintenance windows
         return info
 
 

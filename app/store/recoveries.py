@@ -118,6 +118,14 @@ class RecoveryMemory:
         self._reindex(session)
         return True
 
+    def set_maintenance(self, gateway: str, window: dict[str, Any] | None) -> bool:
+        """Begin (a window) or end (None) a gateway's maintenance; False for an unknown gateway."""
+        info = self._gateways.get(gateway)
+        if info is None:
+            return False
+        info.maintenance = window  # every checkpoint writes the gateways
+        return True
+
     def dismiss(self, session: Session, at: int) -> bool:
         """An operator took it off the needs-human list (or asked for its recovery): the automatic
         attempts start a fresh budget from here (app/monitor.py counts only those after it)."""

@@ -34,6 +34,9 @@ EXPECTED_ALERTS = {
     "OpenClawGatewaySilent",
     "OpenClawDiagnosticsExportFailing",
     "OpenClawDiagnosticsNoData",
+    "OpenClawSessionNeedsHuman",
+    "OpenClawSessionRecoveryIneffective",
+    "OpenClawGatewayInMaintenance",
 }
 
 

@@ -71,6 +71,7 @@ COUNTERS = {
     "openclaw_monitor_clock_clamped_total",
     "openclaw_monitor_telemetry_overflow_total",
     "openclaw_monitor_recovery_released_items_total",
+    "openclaw_monitor_recovery_verifications_total",
 }
 HISTOGRAMS = {
     "openclaw_session_stuck_age_ms_milliseconds",
@@ -88,6 +89,7 @@ GAUGES = {
     "openclaw_monitor_gateways",
     "openclaw_monitor_gateway_clock_skew_ms_milliseconds",
     "openclaw_monitor_forwarder_queued",
+    "openclaw_monitor_attention_oldest_age_ms_milliseconds",
 }
 KNOWN_SERIES = (
     COUNTERS

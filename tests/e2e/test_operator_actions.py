@@ -122,3 +122,34 @@ def test_the_budget_stops_automatic_recoveries_and_a_person_takes_over(service_f
     wait_until(lambda: session(svc, key)["needsHuman"] is None, timeout=5, what="off the list")
     history = svc.client.get(f"/v1/sessions/{key}", params={"gatewayId": "gw-1"}).json()["recoveries"]
     assert history[0]["kind"] == "dismissed"  # newest first
+
+
+def test_maintenance_stops_recoveries_and_ends_by_itself(service_factory, fake_gateway):
+    key = "agent:main:upgrading"
+    fake_gateway.script[key] = RELEASED
+    svc = service_factory(settings(fake_gateway), token="read-token")
+    operator = client(svc, "op-token")
+    post_events(client(svc, INGEST), [{"type": "forwarder.keepalive", "gatewayId": "gw-1", "ts": now_ms()}])
+    too_long = operator.put("/v1/gateways/gw-1/maintenance", json={"until": now_ms() + 25 * 3_600_000, "reason": "x"})
+    assert too_long.status_code == 422
+    assert client(svc, "read-token").put("/v1/gateways/gw-1/maintenance",
+                                         json={"until": now_ms() + 5_000, "reason": "x"}).status_code == 403
+    until = now_ms() + 4_000
+    began = operator.put("/v1/gateways/gw-1/maintenance", json={"until": until, "reason": "gateway upgrade"})
+    assert began.status_code == 200, began.text
+    post_events(client(svc, INGEST), stuck_events("gw-1", key, 5_000))
+    gateway = next(g for g in svc.client.get("/v1/gateways").json()["items"] if g["gatewayId"] == "gw-1")
+    assert (gateway["maintenance"]["reason"], gateway["maintenance"]["actor"]) == ("gateway upgrade", "alice")
+    wait_until(lambda: (session(svc, key)["attention"] or {}).get("eventType") == "session.stuck", timeout=10,
+               what="the verdict, shown in maintenance")
+    assert 'openclaw_maintenance="true"' in svc.client.get("/metrics").text
+    assert fake_gateway.requests_for(key) == []  # nobody asked while it lasts
+    # it ends by itself at the deadline, and then the stuck session is recovered
+    fake_gateway.wait_for_request(key, timeout=15)
+    assert now_ms() >= until
+    ended = [a["action"] for a in svc.client.get("/v1/audit").json()["items"]]
+    assert ended == ["maintenance"]  # the operator's action; the end at the deadline is the service's
+    svc.kill()
+    svc.start()  # the window's end was journaled: still none after a restart
+    gateway = next(g for g in svc.client.get("/v1/gateways").json()["items"] if g["gatewayId"] == "gw-1")
+    assert gateway["maintenance"] is None

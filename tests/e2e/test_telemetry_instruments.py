@@ -56,10 +56,10 @@ def test_the_monitor_instruments() -> None:
     expected = {
         "openclaw.monitor.events": ("counter", "1", {"openclaw.event_type", "openclaw.outcome"}, True),
         "openclaw.monitor.sessions": ("gauge", "{session}", {"openclaw.state", "openclaw.attention", "openclaw.reason",
-                                                             "openclaw.needs_human"}, True),
+                                                             "openclaw.needs_human", "openclaw.maintenance"}, True),
         "openclaw.monitor.recovery.verifications": ("counter", "1", {"openclaw.result", "openclaw.origin"}, True),
         "openclaw.monitor.attention.oldest_age_ms": ("gauge", "ms", {"openclaw.attention", "openclaw.reason"}, True),
-        "openclaw.monitor.gateways": ("gauge", "{gateway}", {"openclaw.status"}, True),
+        "openclaw.monitor.gateways": ("gauge", "{gateway}", {"openclaw.status", "openclaw.maintenance"}, True),
         "openclaw.monitor.gateway.clock_skew_ms": ("gauge", "ms", set(), True),
         "openclaw.monitor.scan.duration_ms": ("histogram", "ms", set(), False),
         "openclaw.monitor.scan.lag_ms": ("histogram", "ms", set(), False),

@@ -445,4 +445,13 @@ def test_the_gateway_version_of_a_keepalive_is_kept_and_checkpointed(store):
     assert info.gateway_version == "2026.9.6"
     state = info.to_state()
     assert GatewayInfo.from_state(state).gateway_version == "2026.9.6"
-    assert GatewayInfo.from_state(state[:-1]).gateway_version is None
+    assert GatewayInfo.from_state(state[:-2]).gateway_version is None  # before versions and maintenance
+
+
+def test_a_maintenance_window_is_checkpointed_and_ends_at_its_deadline(store):
+    apply(store, "forwarder.keepalive", queued=0)
+    window = {"until": T0 + 60_000, "since": T0, "reason": "upgrade", "actor": "alice"}
+    assert store.set_maintenance("default", window) and not store.set_maintenance("unknown", window)
+    info = GatewayInfo.from_state(store.gateway_info("default").to_state())
+    assert info.maintenance == window
+    assert info.in_maintenance(T0 + 59_999) and not info.in_maintenance(T0 + 60_000)

@@ -607,7 +607,8 @@ def test_observable_gauges_read_live_sources(tel: Setup) -> None:
     )
     assert tel.value(ins.MONITOR_SESSIONS.name, **k(attention="stuck", state="processing",
                                                     reason="stale_session_state", gateway=GW)) == 1
-    assert k(attention="none", state="idle", gateway=GW, needs_human="false") in tel.attrs(ins.MONITOR_SESSIONS.name)
+    assert k(attention="none", state="idle", gateway=GW, needs_human="false", maintenance="false") in tel.attrs(
+        ins.MONITOR_SESSIONS.name)
     counts["stuck"] = 3  # the gauge is read at collection time
     assert tel.value(ins.MONITOR_SESSIONS.name, **k(attention="stuck", state="processing")) == 3
     # since when: the oldest attention age per gateway, attention and reason, whatever the state

@@ -275,7 +275,7 @@
   var STREAMING_INTERVAL = 15000;
   var CHANGES = ["attention.opened", "attention.changed", "attention.cleared", "recovery.requested",
                  "recovery.completed", "recovery.verified", "recovery.ineffective", "session.needs_human",
-                 "gateway.silent", "gateway.back", "reset"];
+                 "gateway.silent", "gateway.back", "maintenance.began", "maintenance.ended", "reset"];
   var lastOk = 0;
   var streaming = false;
   function status(text, cls) {
