@@ -24,6 +24,7 @@ from app.outcomes import RecoveryRequest
 from app.records import (
     Record,
     eviction_record,
+    maintenance_record,
     memory_record,
     needs_human_record,
     verified_record,
