@@ -149,6 +149,7 @@ def test_maintenance_stops_recoveries_and_ends_by_itself(service_factory, fake_g
     assert now_ms() >= until
     ended = [a["action"] for a in svc.client.get("/v1/audit").json()["items"]]
     assert ended == ["maintenance"]  # the operator's action; the end at the deadline is the service's
+    assert "monitor tick failed" not in svc.log_tail(500)
     svc.kill()
     svc.start()  # the window's end was journaled: still none after a restart
     gateway = next(g for g in svc.client.get("/v1/gateways").json()["items"] if g["gatewayId"] == "gw-1")
