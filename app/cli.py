@@ -1,12 +1,13 @@
-"""The `openclaw-diagnostics` console script: serve, replay, sessions, check-config (issue 8).
+"""The `openclaw-diagnostics` console script: serve, replay, sessions, the operator's actions
+(recover, dismiss, maintenance), check-config.
 
 Exit codes: 0 success; 1 the command ran but something was wrong with its input or the service
 (replay skipped invalid lines, the service could not be reached or refused the token); 2 usage
 or configuration errors (an invalid environment names the variable).
 
-It runs past 400 lines because it is one console script with four commands, each with the few
+It runs past 400 lines because it is one console script with seven commands, each with the few
 lines that print its output; what the commands do lives elsewhere (app/replay.py, the read API,
-app/settings.py), and how values read for people is app/formatting.py.
+the actions' API, app/settings.py), and how values read for people is app/formatting.py.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ import asyncio
 import json
 import os
 import sys
+import time
 from collections.abc import Iterator
 from enum import Enum
 from typing import Any, Optional
+from urllib.parse import quote
 
 import typer
 from rich.console import Console
@@ -503,6 +506,83 @@ def effective_settings(settings: Settings) -> list[dict[str, Any]]:
         "description": "Stalled runs older than this may be actively aborted.",
     })
     return rows
+
+
+# -- actions: recover, dismiss, maintenance (an operator token: OPENCLAW_DIAG_TOKEN) ---------------------
+
+
+def _act(url: str | None, method: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """One audited action on the running service (README, "Actions"); its answer, or exit 1 saying why."""
+    import httpx
+
+    base = (url or default_url()).rstrip("/")
+    token = token_from_env()
+    headers = {"Accept": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})}
+    try:
+        with httpx.Client(base_url=base, headers=headers, timeout=10.0) as client:
+            response = client.request(method, path, json=body)
+    except httpx.HTTPError as exc:
+        raise fail(f"cannot reach the service at {base}: {exc}", EXIT_INPUT) from None
+    if response.status_code in (401, 403):
+        raise fail(f"{base} refused: an operator token is needed in OPENCLAW_DIAG_TOKEN ({_error_message(response)})",
+                   EXIT_INPUT)
+    if response.status_code >= 300:
+        raise fail(f"{path}: HTTP {response.status_code}: {_error_message(response)}", EXIT_INPUT)
+    return response.json()
+
+
+def _done(answer: dict[str, Any], what: str) -> None:
+    audit = answer.get("audit", {})
+    _stdout().print(f"{what} (audit {answer.get('requestId') or answer.get('auditId')}, by {safe(audit.get('actor'))})")
+
+
+@app.command()
+def recover(
+    session_key: str = typer.Argument(..., metavar="SESSION_KEY"),
+    reason: str = typer.Option(..., "--reason", help="Why: recorded in the audit log."),
+    action: str = typer.Option("auto", "--action", help="auto, abort (may abort its active work) or release (only the lane)."),
+    gateway: Optional[str] = typer.Option(None, "--gateway", help="When several gateways have this key."),
+    url: Optional[str] = typer.Option(None, help="Service URL (default: http://OPENCLAW_DIAG_HOST:OPENCLAW_DIAG_PORT)."),
+) -> None:
+    """Ask the gateway to recover one session now, through the service (audited)."""
+    if action not in ("auto", "abort", "release"):
+        raise fail("--action must be auto, abort or release", EXIT_CONFIG)
+    answer = _act(url, "POST", f"/v1/sessions/{quote(session_key, safe='')}/recover",
+                  {"reason": reason, "action": action, "gatewayId": gateway})
+    _done(answer, f"recovery of {safe(session_key)} requested ({action})")
+
+
+@app.command()
+def dismiss(
+    session_key: str = typer.Argument(..., metavar="SESSION_KEY"),
+    reason: str = typer.Option(..., "--reason", help="Why: recorded in the audit log."),
+    gateway: Optional[str] = typer.Option(None, "--gateway", help="When several gateways have this key."),
+    url: Optional[str] = typer.Option(None, help="Service URL (default: http://OPENCLAW_DIAG_HOST:OPENCLAW_DIAG_PORT)."),
+) -> None:
+    """Take a session off the needs-human list (audited)."""
+    answer = _act(url, "POST", f"/v1/sessions/{quote(session_key, safe='')}/dismiss",
+                  {"reason": reason, "gatewayId": gateway})
+    _done(answer, f"{safe(session_key)} taken off the needs-human list")
+
+
+@app.command()
+def maintenance(
+    gateway: str = typer.Argument(..., metavar="GATEWAY_ID"),
+    reason: str = typer.Option(..., "--reason", help="Why: recorded in the audit log."),
+    minutes: Optional[int] = typer.Option(None, "--minutes", min=1, max=1440, help="Begin it, for this long (at most 24 h)."),
+    end: bool = typer.Option(False, "--end", help="End it now."),
+    url: Optional[str] = typer.Option(None, help="Service URL (default: http://OPENCLAW_DIAG_HOST:OPENCLAW_DIAG_PORT)."),
+) -> None:
+    """Put a gateway in maintenance (no recovery, silence expected) or end it (audited)."""
+    if end == (minutes is not None):
+        raise fail("give either --minutes (begin) or --end", EXIT_CONFIG)
+    path = f"/v1/gateways/{quote(gateway, safe='')}/maintenance"
+    if end:
+        _done(_act(url, "DELETE", path, {"reason": reason}), f"maintenance of {safe(gateway)} ended")
+        return
+    until = int(time.time() * 1000) + minutes * 60_000  # type: ignore[operator]
+    _done(_act(url, "PUT", path, {"until": until, "reason": reason}),
+          f"{safe(gateway)} in maintenance until {_iso(until)}")
 
 
 @app.command("check-config")

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from tests.support.service_process import (
+    REPO,
     Reply,
     now_ms,
     post_events,
@@ -154,3 +155,31 @@ def test_maintenance_stops_recoveries_and_ends_by_itself(service_factory, fake_g
     svc.start()  # the window's end was journaled: still none after a restart
     gateway = next(g for g in svc.client.get("/v1/gateways").json()["items"] if g["gatewayId"] == "gw-1")
     assert gateway["maintenance"] is None
+
+
+def test_the_cli_acts_with_an_operator_token(service_factory, fake_gateway):
+    import subprocess
+    import sys
+
+    key = "agent:main:from-the-cli"
+    fake_gateway.script[key] = RELEASED
+    svc = service_factory(settings(fake_gateway, stuck_session_warn_ms=60_000), token="read-token")
+    post_events(client(svc, INGEST), stuck_events("gw-1", key, 1_000))
+
+    def cli(*args: str, token: str) -> subprocess.CompletedProcess[str]:
+        env = {"PATH": "/usr/bin:/bin", "OPENCLAW_DIAG_TOKEN": token, "PYTHONPATH": str(REPO), "COLUMNS": "200"}
+        return subprocess.run([sys.executable, "-m", "app.cli", *args, "--url", svc.url], capture_output=True,
+                              text=True, timeout=60, env=env, cwd=REPO)
+
+    refused = cli("recover", key, "--reason", "try", token="read-token")
+    assert refused.returncode == 1 and "operator token" in refused.stderr
+    done = cli("recover", key, "--reason", "stuck since the deploy", "--action", "release", token="op-token")
+    assert done.returncode == 0, done.stderr
+    assert "requested (release)" in done.stdout and "by alice" in done.stdout
+    assert fake_gateway.wait_for_request(key).body["origin"] == "operator"
+    began = cli("maintenance", "gw-1", "--reason", "upgrade", "--minutes", "30", token="op-token")
+    assert began.returncode == 0 and "in maintenance until" in began.stdout, began.stderr
+    ended = cli("maintenance", "gw-1", "--reason", "done", "--end", token="op-token")
+    assert ended.returncode == 0, ended.stderr
+    assert [a["action"] for a in svc.client.get("/v1/audit").json()["items"]] == [
+        "end_maintenance", "maintenance", "recover"]
