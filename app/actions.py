@@ -7,6 +7,7 @@ nothing of HTTP.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
     from app.service import Service
 
 Mode = Literal["auto", "abort", "release"]
+MAX_BULK = 1_000  # sessions one bulk recovery may ask for
 MAX_MAINTENANCE_MS = 24 * 3_600_000
 
 
@@ -41,6 +43,12 @@ class Done:
 class Actions:
     def __init__(self, service: Service) -> None:
         self.service = service
+        self._tasks: set[asyncio.Future[None]] = set()  # paced bulk recoveries under way
+
+    async def aclose(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     async def recover(self, session: Session, *, mode: Mode, reason: str, actor: str) -> Done:
         """Ask the gateway to recover the session now. `abort` may abort its active work,
@@ -52,9 +60,19 @@ class Actions:
                                                     "(set OPENCLAW_DIAG_RECOVERY_MODE=webhook)")
         if session.inflight is not None:
             raise ActionRefused(409, "in_flight", "a recovery of this session is already in flight")
+        abort = _aborts(session, mode)
+        # written down first: an action the audit log cannot hold is not taken
+        done = await self._audit(session, "recover", reason, actor, {"mode": mode, "allowActiveAbort": abort,
+                                                                    "result": "requested"})
+        self._request(session, mode)
+        return done
+
+    def _request(self, session: Session, mode: Mode) -> None:
+        """An operator's recovery request, through the coordinator; it takes the session off the
+        needs-human list."""
+        service = self.service
         gateway_now = service.gateway_now(session.gateway)
-        active = session.activity is not None and session.activity.has_markers()
-        abort = mode == "abort" or (mode == "auto" and active)
+        abort = _aborts(session, mode)
         attention = session.attention
         request = RecoveryRequest(
             gatewayId=session.gateway, sessionKey=session.session_key, sessionId=session.session_id,
@@ -65,13 +83,42 @@ class Actions:
             activeWorkKind=attention.active_work_kind if abort and attention is not None else None,
             allowActiveAbort=abort, requestedAt=gateway_now, origin="operator",
         )
-        # written down first: an action the audit log cannot hold is not taken
-        done = await self._audit(session, "recover", reason, actor, {"mode": mode, "allowActiveAbort": abort,
-                                                                    "result": "requested"})
         if session.needs_human is not None:
             service.journal.submit(dismissed_record(session, gateway_now), wait=False)
         service.coordinator.request(session, request)
-        return done
+
+    async def recover_many(self, sessions: list[Session], *, reason: str, actor: str, dry_run: bool) -> dict[str, Any]:
+        """Recover a filtered set (at most MAX_BULK; those with a recovery in flight are left out):
+        a dry run only says which; otherwise one audit entry, then the requests, paced per gateway
+        at OPENCLAW_DIAG_BULK_RECOVERY_PER_S so that no gateway is flooded."""
+        chosen = [s for s in sessions[:MAX_BULK] if s.inflight is None]
+        targets = [{"gatewayId": s.gateway, "sessionKey": s.session_key, "sessionId": s.session_id} for s in chosen]
+        answer: dict[str, Any] = {"dryRun": dry_run, "sessions": targets, "truncated": len(sessions) > MAX_BULK}
+        if dry_run or not chosen:
+            return answer
+        if self.service.settings.recovery_mode == "observe":
+            raise ActionRefused(422, "no_executor", "recovery mode is observe: there is nobody to ask "
+                                                    "(set OPENCLAW_DIAG_RECOVERY_MODE=webhook)")
+        done = await self._audit(None, "recover_many", reason, actor, {"count": len(chosen), "result": "requested"})
+        by_gateway: dict[str, list[Session]] = {}
+        for session in chosen:
+            by_gateway.setdefault(session.gateway, []).append(session)
+        for gateway, batch in by_gateway.items():
+            task = asyncio.ensure_future(self._paced(batch, reason, actor))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        answer["auditId"] = str(done.audit_id)
+        return answer
+
+    async def _paced(self, batch: list[Session], reason: str, actor: str) -> None:
+        clock = self.service.clock
+        gap_ms = int(1000 / self.service.settings.bulk_recovery_per_s)
+        for n, session in enumerate(batch):
+            if n:
+                await clock.sleep_until(clock.now_ms() + gap_ms)
+            if not self.service.store.holds(session) or session.inflight is not None:
+                continue  # gone, or already being recovered
+            self._request(session, "auto")
 
     async def dismiss(self, session: Session, *, reason: str, actor: str) -> Done:
         """Take the session off the needs-human list (a person has it in hand)."""
@@ -116,3 +163,9 @@ class Actions:
         except JournalError as exc:  # the action was taken; its record could not be written yet
             raise ActionRefused(503, "journal_unavailable", f"the audit log cannot be written: {exc}") from exc
         return Done(audit_id, entry)
+
+
+def _aborts(session: Session, mode: Mode) -> bool:
+    """`abort` may abort the active work; `auto` does when work is active; `release` never."""
+    active = session.activity is not None and session.activity.has_markers()
+    return mode == "abort" or (mode == "auto" and active)

@@ -64,6 +64,10 @@ class Queries(Protocol):
                             needs_human: bool | None = None) -> tuple[list[dict[str, Any]], SortKey | None, int]:
         """One page of sessions, most severe first: (items, the next page's key, total)."""
 
+    def under_attention(self, scope: Scope, *, attention: str | None, reason: str | None, gateway_id: str | None,
+                        needs_human: bool | None) -> list[Session]:
+        """The sessions a bulk recovery may act on, most severe and oldest first."""
+
     def resolve(self, scope: Scope, key: str, gateway_id: str | None) -> Session:
         """The one session `key` names within `scope`."""
 
@@ -229,6 +233,22 @@ class LocalQueries:
         page, total = await asyncio.to_thread(page_of, *args) if len(pool) > LARGE_LISTING else page_of(*args)
         next_key = sort_key(page[limit - 1], tick_at) if len(page) > limit else None
         return [self.session_json(s) for s in page[:limit]], next_key, total
+
+    def under_attention(self, scope: Scope, *, attention: str | None, reason: str | None, gateway_id: str | None,
+                        needs_human: bool | None) -> list[Session]:
+        """The sessions under attention (or on the needs-human list) that match, most severe and
+        oldest first: what a bulk recovery may act on."""
+        wanted = KIND_OF_LABEL.get(attention or "")
+        found = [
+            s for s in self.store.considered()
+            if visible(scope, s.gateway) and (s.attention is not None or s.needs_human is not None)
+            and (gateway_id is None or s.gateway == gateway_id)
+            and (wanted is None or (s.attention is not None and s.attention.event_type == wanted))
+            and (reason is None or (s.attention is not None and s.attention.reason == reason))
+            and (needs_human is None or (s.needs_human is not None) == needs_human)
+        ]
+        tick_at = self.service.monitor.last_tick_at or 0
+        return sorted(found, key=lambda s: sort_key(s, tick_at))
 
     def resolve(self, scope: Scope, key: str, gateway_id: str | None) -> Session:
         """The one session `key` names within `scope` (by key or session id); UnknownSession or

@@ -140,6 +140,7 @@ class Service:
             await asyncio.gather(self._checkpointer, return_exceptions=True)
         await self.monitor.stop()
         await self.notifier.aclose()  # what is still queued is not sent: the stream's backlog has it
+        await self.actions.aclose()  # a paced bulk recovery not yet asked is not asked
         await self.coordinator.aclose()  # a recovery still running completes as interrupted
         try:
             await self._checkpoint()

@@ -84,6 +84,9 @@ class Settings(BaseSettings):
         3, ge=1, description="Automatic recoveries of one session per attempt window; then it needs a human.",
     )
     recovery_attempt_window_ms: int = Field(1_800_000, ge=1_000, description="The attempt budget's window.")
+    bulk_recovery_per_s: float = Field(
+        10.0, gt=0, le=1000, description="An operator's bulk recovery asks each gateway at most this often per second.",
+    )
 
     gateway_attribute: bool = Field(True, description="Add openclaw.gateway to metric attributes.")
     metric_cardinality_limit: int = Field(2048, ge=16, description="Distinct attribute sets per instrument.")

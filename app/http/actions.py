@@ -80,6 +80,32 @@ async def dismiss(request: Request, sessionKey: str, body: DismissBody) -> dict[
     return {"auditId": str(done.audit_id), "audit": done.entry}
 
 
+class BulkFilter(BaseModel):
+    attention: Literal["long_running", "stalled", "stuck"] | None = None
+    reason: str | None = Field(None, max_length=64)
+    gatewayId: str | None = Field(None, max_length=128)
+    needsHuman: bool | None = None
+
+
+class BulkBody(BaseModel):
+    filter: BulkFilter
+    reason: str = Reason
+    dryRun: bool = Field(True, description="true (the default): only say which sessions would be recovered.")
+
+
+@operator.post("/recoveries", summary="Recover a filtered set of sessions (dry run first; audited; paced per gateway)")
+async def recover_many(request: Request, body: BulkBody) -> dict[str, Any]:
+    wanted = body.filter
+    sessions = service_of(request).queries.under_attention(
+        scope_of(request), attention=wanted.attention, reason=wanted.reason, gateway_id=wanted.gatewayId,
+        needs_human=wanted.needsHuman)
+    try:
+        return await _actions(request).recover_many(sessions, reason=body.reason, actor=actor_of(request),
+                                                    dry_run=body.dryRun)
+    except ActionRefused as exc:
+        raise _refused(exc) from None
+
+
 class MaintenanceBody(BaseModel):
     until: int = Field(..., description="When it ends by itself: epoch ms, at most 24 h ahead.")
     reason: str = Reason

@@ -183,3 +183,32 @@ def test_the_cli_acts_with_an_operator_token(service_factory, fake_gateway):
     assert ended.returncode == 0, ended.stderr
     assert [a["action"] for a in svc.client.get("/v1/audit").json()["items"]] == [
         "end_maintenance", "maintenance", "recover"]
+
+
+def test_a_filtered_set_is_recovered_after_a_dry_run_and_paced_per_gateway(service_factory, fake_gateway):
+    keys = [f"agent:main:bulk-{n}" for n in range(4)]
+    for key in keys:
+        fake_gateway.script[key] = [FAILED, RELEASED]  # the automatic round fails, the operator's works
+    svc = service_factory(settings(fake_gateway, bulk_recovery_per_s=2, recovery_max_attempts=1,
+                                   stuck_session_warn_ms=1_000, recovery_retry_interval_ms=3_600_000),
+                          token="read-token")
+    ingest = client(svc, INGEST)
+    for key in keys:
+        post_events(ingest, stuck_events("gw-1", key, 5_000))
+    # the monitor tries each once by itself (a budget of one); they stay stuck, left to a person
+    wait_until(lambda: all(fake_gateway.requests_for(k) for k in keys), timeout=15, what="the automatic round")
+    operator = client(svc, "op-token")
+    body = {"filter": {"attention": "stuck", "gatewayId": "gw-1"}, "reason": "provider outage over"}
+    dry = operator.post("/v1/recoveries", json=body).json()
+    assert dry["dryRun"] is True and sorted(s["sessionKey"] for s in dry["sessions"]) == keys
+    assert all(len(fake_gateway.requests_for(k)) == 1 for k in keys)  # a dry run asks nobody
+    assert client(svc, "read-token").post("/v1/recoveries", json={**body, "dryRun": False}).status_code == 403
+    done = operator.post("/v1/recoveries", json={**body, "dryRun": False})
+    assert done.status_code == 200, done.text
+    wait_until(lambda: all(len(fake_gateway.requests_for(k)) == 2 for k in keys), timeout=15, what="the bulk round")
+    times = sorted(fake_gateway.requests_for(k)[1].body["requestedAt"] for k in keys)
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert min(gaps) >= 450, gaps  # 2 a second for this gateway: never two at once
+    assert {fake_gateway.requests_for(k)[1].body["origin"] for k in keys} == {"operator"}
+    (audit,) = [a for a in svc.client.get("/v1/audit").json()["items"] if a["action"] == "recover_many"]
+    assert (audit["count"], audit["actor"], audit["reason"]) == (4, "alice", "provider outage over")
