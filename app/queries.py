@@ -351,6 +351,7 @@ class LocalQueries:
                 "forwarderQueued": gateway["forwarderQueued"],
                 "gatewayVersion": gateway["gatewayVersion"],
                 "profile": gateway["profile"],
+                "maintenance": gateway["maintenance"],
             }
             for gateway in self.gateways(scope)
         ]

@@ -87,6 +87,13 @@ def _signed_in_by_cookie(request: Request) -> bool:
     return bool(_service(request).reading_tokens) and not request.headers.get("authorization") and COOKIE in request.cookies
 
 
+def _csrf(request: Request) -> dict[str, str]:
+    """The token the page's actions carry (app/http/auth.py, require_operator), when signed in
+    with the cookie; the page's buttons are there either way, and say what the answer was."""
+    cookie = request.cookies.get(auth.COOKIE)
+    return {"csrf": auth.csrf_token(cookie)} if cookie else {}
+
+
 def session_href(base: str, gateway: str, key: str) -> str:
     return f"{base}/ui/session?{urlencode({'gatewayId': gateway, 'sessionKey': key})}"
 
@@ -132,7 +139,7 @@ async def overview(request: Request, gatewayId: str | None = Query(None, max_len
     if not _authorized(request):
         return _login_response(request)
     state = _service(request).queries.overview(narrowed(auth.scope_of(request), gatewayId))
-    return _page(request, "overview", initial_state=state)
+    return _page(request, "overview", initial_state=state, data=_csrf(request))
 
 
 @router.get("/ui/state.json")
@@ -161,8 +168,9 @@ async def session_page(
         return _page(request, "message", "Unknown session", 404, heading="Unknown session",
                      session_key=sessionKey, choices=[])
     key = item.get("sessionKey") or item.get("sessionId") or ""
-    # app.js polls /ui/session.json with these two
-    return _page(request, "session", key, data={"gateway": item["gatewayId"], "key": key}, initial_state=item)
+    # app.js polls /ui/session.json with these two, and acts with the CSRF token of the sign-in
+    return _page(request, "session", key, data={"gateway": item["gatewayId"], "key": key, **_csrf(request)},
+                 initial_state=item)
 
 
 @router.get("/ui/session.json")

@@ -20,7 +20,7 @@ import pytest
 
 from app.formatting import human_ms, stamp_ms
 from tests.support.paths import ARTIFACTS
-from tests.support.service_process import now_ms, post_events, stuck_events
+from tests.support.service_process import Reply, now_ms, post_events, stuck_events
 
 pytestmark = pytest.mark.e2e
 
@@ -186,4 +186,50 @@ def test_the_page_polls_when_the_change_stream_is_cut(service_factory: Any, page
     page.locator("#live.live", has_text="live \u00b7 polling").wait_for()
     post_events(svc.client, stuck_events("gw-1", "agent:main:polled", 6_000))
     page.locator("#attention a.key", has_text="agent:main:polled").wait_for()  # within a few polls
+    assert page.dialogs == [] and page.errors == []
+
+
+def test_an_operator_acts_from_the_page_and_a_forged_request_is_refused(service_factory: Any, page: Any,
+                                                                        fake_gateway: Any) -> None:
+    key = "agent:main:from-the-page"
+    fake_gateway.script[key] = Reply.outcome("released", "release_lane", released=1)
+    svc = service_factory({"ingest_tokens": TOKEN, "operator_tokens": "carol:op-page-token",
+                           "recovery_mode": "webhook", "recovery_webhook_url": fake_gateway.url_template,
+                           "stuck_session_warn_ms": 60_000},
+                          token=TOKEN, name="page-browser-acting")
+    post_events(svc.client, stuck_events("gw-1", key, 1_000))
+    page.goto(svc.url + "/")
+    page.fill("#token", "op-page-token")  # an operator signs in; the cookie carries the token
+    page.click("button[type=submit]")
+    page.wait_for_selector("#live.live")
+
+    # a request another page could forge (the cookie rides along, the CSRF token does not): refused
+    forged = page.evaluate(
+        "fetch('/v1/sessions/' + encodeURIComponent('" + key + "') + '/recover', {method: 'POST', "
+        "credentials: 'same-origin', headers: {'Content-Type': 'application/json'}, "
+        "body: JSON.stringify({reason: 'forged', gatewayId: 'gw-1'})}).then(r => r.status)")
+    assert forged == 403
+    assert fake_gateway.requests_for(key) == []
+
+    page.goto(svc.url + "/ui/session?" + urlencode({"gatewayId": "gw-1", "sessionKey": key}))
+    page.wait_for_selector("#live.live")
+    page.click("text=Release lane")  # without a reason: nothing is sent
+    page.locator("#act-note", has_text="a reason is needed").wait_for()
+    page.fill("#act-reason", "customer escalated")
+    page.click("text=Release lane")
+    page.locator("#act-note", has_text="recovery requested (release)").wait_for()
+    received = fake_gateway.wait_for_request(key)
+    assert (received.body["origin"], received.body["allowActiveAbort"]) == ("operator", False)
+    (entry,) = svc.client.get("/v1/audit").json()["items"]
+    assert (entry["actor"], entry["reason"], entry["action"]) == ("carol", "customer escalated", "recover")
+
+    # a gateway's maintenance from the overview
+    page.goto(svc.url + "/")
+    page.wait_for_selector("#live.live")
+    page.fill("#act-reason", "upgrading gw-1")
+    page.click("text=Maintenance 1 h")
+    page.locator("#act-note", has_text="gw-1 in maintenance for 1 h").wait_for()
+    gateway = next(g for g in svc.client.get("/v1/gateways").json()["items"] if g["gatewayId"] == "gw-1")
+    assert gateway["maintenance"]["actor"] == "carol"
+    shot(page, "status-acting.png")
     assert page.dialogs == [] and page.errors == []

@@ -146,10 +146,25 @@
         h("td", {cls: "num", text: g.clockSkewMs + " ms"}),
         h("td", {cls: "mono", text: (g.gatewayVersion || "unknown") + " \u00b7 " + g.profile}),
         h("td", {cls: "num", text: String(g.sessions)}),
-        h("td", {cls: "num", text: String(g.eventsAccepted)}));
+        h("td", {cls: "num", text: String(g.eventsAccepted)}),
+        h("td", null, maintenanceButton(g)));
     });
-    return table("grid compact", [["Gateway"], ["Status"], ["Last heard", 1], ["Clock skew", 1], ["Version \u00b7 profile"], ["Sessions", 1],
-      ["Events accepted", 1]], rows);
+    var reason = reasonInput();
+    return [h("p", {cls: "act"}, reason, h("span", {id: "act-note", cls: "sub", text: actionNote || ""})),
+      table("grid compact", [["Gateway"], ["Status"], ["Last heard", 1], ["Clock skew", 1], ["Version \u00b7 profile"],
+        ["Sessions", 1], ["Events accepted", 1], ["Maintenance"]], rows)];
+  }
+  function maintenanceButton(g) {
+    var path = "/v1/gateways/" + encodeURIComponent(g.gatewayId) + "/maintenance";
+    var on = g.maintenance;
+    var b = h("button", {type: "button", cls: "act", text: on ? "End maintenance" : "Maintenance 1 h"});
+    b.addEventListener("click", function () {
+      var why = needReason(document.getElementById("act-reason"));
+      if (!why) return;
+      if (on) act("DELETE", path, {reason: why}, "maintenance of " + g.gatewayId + " ended");
+      else act("PUT", path, {reason: why, until: Date.now() + 3600000}, g.gatewayId + " in maintenance for 1 h");
+    });
+    return on ? h("span", null, span("rec warn", "until " + stamp(on.until)), " ", b) : b;
   }
   function footer(state) {
     var m = state.monitor;
@@ -228,6 +243,11 @@
       actRows.push(["Gateway's own verdict", frag((v.eventType || "") + " ", span("mono", v.reason || ""), " ",
         span("sub", stamp(v.ts)))]);
     }
+    if (item.needsHuman) {
+      nodes.push(h("p", {cls: "needs-human"}, "Needs a human: ", span("mono", item.needsHuman.cause),
+        " since " + stamp(item.needsHuman.since)));
+    }
+    nodes.push(actPanel(item, key));
     nodes.push(h("section", {cls: "cols"},
       h("div", {cls: "panel"}, h("h2", {text: "Session"}), facts(sessionRows)),
       h("div", {cls: "panel"}, h("h2", {text: "Attention"}), facts(attRows)),
@@ -265,6 +285,64 @@
       span("hint", "newest first")), evBody));
     replace("detail", nodes);
     document.title = key + " \u00b7 OpenClaw diagnostics";
+  }
+
+  // -- acting: POST to the actions' API with the reason and the sign-in's CSRF token ------------
+  var actionNote = null;  // what the last action answered: kept across re-renders
+  function act(method, path, payload, done) {
+    fetch(base + path, {method: method, credentials: "same-origin", body: JSON.stringify(payload),
+                        headers: {"Content-Type": "application/json", "Accept": "application/json",
+                                  "X-CSRF-Token": body.dataset.csrf || ""}})
+      .then(function (response) {
+        return response.json().catch(function () { return {}; }).then(function (answer) {
+          actionNote = response.ok ? done : "refused (" + response.status + "): " +
+            ((answer.error && answer.error.message) || "no answer");
+          var note = document.getElementById("act-note");
+          if (note) note.textContent = actionNote;
+        });
+      })
+      .catch(function () { actionNote = "the service could not be reached"; });
+  }
+  var reasonDraft = "";  // what was typed: kept across re-renders
+  function reasonInput() {
+    var input = h("input", {id: "act-reason", type: "text", maxlength: "500", placeholder: "why (recorded in the audit log)"});
+    input.value = reasonDraft;
+    input.addEventListener("input", function () { reasonDraft = input.value; });
+    return input;
+  }
+  function needReason(input) {
+    if (input.value.trim()) return input.value.trim();
+    actionNote = "a reason is needed";
+    var note = document.getElementById("act-note");
+    if (note) note.textContent = actionNote;
+    return null;
+  }
+  function actPanel(item, key) {
+    var reason = reasonInput();
+    function button(label, cls, handler) {
+      var b = h("button", {type: "button", cls: cls, text: label});
+      b.addEventListener("click", function () {
+        var why = needReason(reason);
+        if (why) handler(why);
+      });
+      return b;
+    }
+    var path = "/v1/sessions/" + encodeURIComponent(key);
+    var recover = function (mode) {
+      return function (why) {
+        act("POST", path + "/recover", {reason: why, action: mode, gatewayId: item.gatewayId},
+            "recovery requested (" + mode + ")");
+      };
+    };
+    var buttons = [button("Recover", "act", recover("auto")), button("Release lane", "act", recover("release")),
+                   button("Abort work", "act danger", recover("abort"))];
+    if (item.needsHuman) {
+      buttons.push(button("Dismiss", "act", function (why) {
+        act("POST", path + "/dismiss", {reason: why, gatewayId: item.gatewayId}, "taken off the needs-human list");
+      }));
+    }
+    return h("section", {cls: "panel act"}, h("h2", {text: "Act"}), reason, h("span", null, buttons[0], buttons[1],
+      buttons[2], buttons[3] || null), h("p", {id: "act-note", cls: "sub", text: actionNote || ""}));
   }
 
   // -- live updates: the change stream, polling when it is cut ---------------------------------
