@@ -30,6 +30,7 @@ STALLED_REPORT_MS = 1_000
 FLUSH_MS = 200
 INGEST_TOKEN = "e2e-ingest-token"
 RECOVERY_TOKEN = "e2e-recovery-token"
+OPERATOR_TOKEN = "e2e-operator-token"  # named `e2e-operator` in the audit log
 READY_DEADLINE_S = 120.0
 # QA hook: abort 60 s => the gateway's own warn is 30 s. Its monitor ticks every 30 s, so the
 # first tick past warn sees an age in (30 s, 60 s]: always `long_running` for a silent model call

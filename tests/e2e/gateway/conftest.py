@@ -13,6 +13,7 @@ from tests.support.gateway_harness import Gateway, IngestTap, Runtime
 from tests.support.gateway_stack import (
     ABORT_MS,
     INGEST_TOKEN,
+    OPERATOR_TOKEN,
     QA_ABORT_MS,
     RECOVERY_TOKEN,
     SCAN_MS,
@@ -58,6 +59,7 @@ def stack(runtime: Runtime, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             "stuck_session_abort_ms": ABORT_MS,
             "stalled_report_interval_ms": STALLED_REPORT_MS,
             "ingest_tokens": INGEST_TOKEN,
+            "operator_tokens": f"e2e-operator:{OPERATOR_TOKEN}",
             "recovery_mode": "webhook",
             "recovery_webhook_url": f"{stock.recovery_url()}?gatewayId={{gatewayId}}",
             "recovery_webhook_token": RECOVERY_TOKEN,

@@ -19,6 +19,7 @@ from tests.support.gateway_harness import SessionWatcher, http_post_json
 from tests.support.gateway_stack import (
     ABORT_MS,
     INGEST_TOKEN,
+    OPERATOR_TOKEN,
     QA_ABORT_MS,
     RECOVERY_TOKEN,
     SCAN_MS,
@@ -229,6 +230,41 @@ def test_plugin_webhook_contract_on_the_real_gateway(stack: Stack) -> None:
     assert status == 401
     status, body = http_post_json(url, {"gatewayId": "someone-else", "sessionKey": "x"}, auth)
     assert status == 409, body
+
+
+def test_an_operator_aborts_a_real_hung_run_through_the_plugin(stack: Stack) -> None:
+    """POST /v1/sessions/{key}/recover with action abort: the service asks the stock gateway's
+    plugin, which aborts the real embedded run; the gateway's own events then verify it."""
+    key = unique_key("operator")
+    stack.stock_model.hang.set()
+    turn = stack.stock.start_turn(key)
+    try:
+        wait_model_call_started(stack, "e2e-stock", key)
+    finally:
+        stack.stock_model.hang.clear()
+    operator = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    answer = stack.service.client.post(f"/v1/sessions/{key}/recover", headers=operator,
+                                       json={"reason": "hung model call, user waiting", "action": "abort",
+                                             "gatewayId": "e2e-stock"})
+    assert answer.status_code == 202, answer.text
+
+    def aborted() -> dict[str, Any] | None:
+        session = session_or_none(stack, key, "e2e-stock")
+        done = session and [r for r in recoveries(session, "completed") if r.get("origin") == "operator"]
+        return session if done else None
+
+    session = wait_until(aborted, timeout=30, interval=0.2, what=f"{key}: the operator's recovery{stack.context()}")
+    completed = next(r for r in recoveries(session, "completed") if r.get("origin") == "operator")
+    assert (completed["status"], completed["action"], completed["allowActiveAbort"]) == (
+        "aborted", "abort_embedded_run", True), completed
+    # the gateway ends the run; its own events show the session moved: verified
+    verified = wait_until(lambda: next((r for r in (session_or_none(stack, key, "e2e-stock") or {}).get("recoveries", [])
+                                        if r.get("kind") == "verified"), None),
+                          timeout=30, interval=0.2, what=f"{key}: the verification{stack.context()}")
+    assert (verified["result"], verified["origin"]) == ("verified", "operator")
+    audit = stack.service.client.get("/v1/audit").json()["items"]
+    assert (audit[0]["actor"], audit[0]["sessionKey"]) == ("e2e-operator", key)
+    wait_until(lambda: turn.poll() is not None, timeout=30, what="the aborted CLI turn to end")
 
 
 # -- scenario 3: the gateway's own verdict beside ours --------------------------------------------------
