@@ -139,9 +139,10 @@ def sort_key(session: Session, tick_at: int = 0) -> SortKey:
     and stays put while the session is unchanged.
     """
     attention = session.attention
+    first = session.needs_human is not None  # what automation gave up on comes first (monitor.md)
     if attention is None:
-        return (3, 0, session.key, session.gateway)
-    return (SEVERITY[attention.event_type], tick_at - attention.age_ms, session.key, session.gateway)
+        return (-1 if first else 3, 0, session.key, session.gateway)
+    return (-1 if first else SEVERITY[attention.event_type], tick_at - attention.age_ms, session.key, session.gateway)
 
 
 def filter_sessions(pool: list[Session], attention: str | None, state: str | None,
@@ -282,13 +283,16 @@ class LocalQueries:
         return item
 
     def _under_attention(self, scope: Scope) -> list[Session]:
-        return [s for s in self.store.considered() if s.attention is not None and visible(scope, s.gateway)]
+        """Under attention now, or on the needs-human list (the page shows those first)."""
+        return [s for s in self.store.considered()
+                if (s.attention is not None or s.needs_human is not None) and visible(scope, s.gateway)]
 
     def attention_summary(self, scope: Scope) -> dict[str, Any]:
         by_type: Counter[str] = Counter()
         by_reason: Counter[tuple[str, str]] = Counter()
         per_gateway: dict[str, Counter[str]] = defaultdict(Counter)
-        under = self._under_attention(scope)
+        flagged = self._under_attention(scope)
+        under = [s for s in flagged if s.attention is not None]
         for session in under:
             attention = session.attention
             assert attention is not None
@@ -298,6 +302,8 @@ class LocalQueries:
         oldest = heapq.nlargest(OLDEST_SHOWN, under, key=lambda s: s.attention.age_ms if s.attention else 0)
         return {
             "total": len(under),
+            # what automation gave up on: for a person (monitor.md, "needs a human")
+            "needsHuman": [self.session_json(s) for s in flagged if s.needs_human is not None][:OLDEST_SHOWN],
             "byEventType": dict(by_type),
             "byReason": [{"eventType": kind, "reason": reason, "count": n}
                          for (kind, reason), n in sorted(by_reason.items())],
@@ -335,7 +341,7 @@ class LocalQueries:
         settings = service.settings
         now = service.clock.now_ms()
         under = self._under_attention(scope)
-        counts = Counter(LABEL[s.attention.event_type] for s in under)  # type: ignore[union-attr]
+        counts = Counter(LABEL[s.attention.event_type] for s in under if s.attention is not None)
         by_state: Counter[str] = Counter()
         for gateway, state, count in self.store.sessions_by_state():
             if visible(scope, gateway):

@@ -106,6 +106,9 @@ def test_the_budget_stops_automatic_recoveries_and_a_person_takes_over(service_f
     listed = wait_until(lambda: svc.client.get("/v1/sessions", params={"needsHuman": "true"}).json()["items"],
                         timeout=20, what="the needs-human list")
     assert [(s["sessionKey"], s["needsHuman"]["cause"]) for s in listed] == [(key, "budget_spent")]
+    # first on the page, with its cause; in the attention summary for a person
+    assert svc.client.get("/ui/state.json").json()["items"][0]["needsHuman"]["cause"] == "budget_spent"
+    assert [s["sessionKey"] for s in svc.client.get("/v1/attention").json()["needsHuman"]] == [key]
     attempts = len(fake_gateway.requests_for(key))
     assert attempts == 2
     metrics = svc.client.get("/metrics").text

@@ -119,7 +119,8 @@
       var key = item.sessionKey || item.sessionId || "";
       var p = progress(a), r = recovery(item);
       return h("tr", {cls: "sev-" + (SEV[att.eventType] || "none")},
-        h("td", null, badge(att.eventType)),
+        h("td", null, badge(att.eventType || null),
+          item.needsHuman ? h("div", {cls: "needs-human", text: "needs a human: " + item.needsHuman.cause}) : null),
         h("td", {cls: "session"}, h("a", {cls: "key", href: sessionHref(item.gatewayId, key), text: key}),
           sub(item.gatewayId)),
         h("td", null, h("span", {cls: "mono", text: att.reason || ""}),
