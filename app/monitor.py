@@ -328,13 +328,12 @@ class Monitor:
 
     # -- closing the loop: verification and the needs-human list ------------------------------
 
-    def _verify(self, session: Session, pending: list[Any], gateway_now: int) -> None:
-        """An applied recovery: the gateway showed the session moved (an event after it: the
-        store noted the first), or the verify window passed without one."""
-        applied_at, _, _, evidence_at = pending
-        if evidence_at is not None:
+    def _verify(self, session: Session, pending: dict[str, Any], gateway_now: int) -> None:
+        """A recovery the gateway said it carried out: it showed the session moved (an event
+        stamped after the request: the store noted the first), or the verify window passed."""
+        if pending["evidenceAt"] is not None:
             result = VERIFIED
-        elif gateway_now - applied_at >= self.config.verify_ms:
+        elif gateway_now - pending["appliedAt"] >= self.config.verify_ms:
             result = INEFFECTIVE
         else:
             return

@@ -204,8 +204,7 @@ class LocalQueries:
             "lastRecovery": recoveries[-1] if recoveries else None,
             "recoveryInFlight": session.inflight is not None,
             # an applied recovery waiting for the gateway's evidence, and the needs-human list
-            "verifying": {"appliedAt": session.verifying[0], "origin": session.verifying[1]}
-            if session.verifying else None,
+            "verifying": dict(session.verifying) if session.verifying else None,
             "needsHuman": session.needs_human,
             "usage": usage_json(session),
         }

@@ -66,7 +66,7 @@ INGEST_OPENAPI: dict[str, Any] = {
 RECOVERY_WEBHOOK_DOC = (
     "Recovery webhook (OPENCLAW_DIAG_RECOVERY_MODE=webhook): the service POSTs "
     "`{gatewayId, sessionKey, sessionId, ageMs, queueDepth, expectedState, stateGeneration, reason, "
-    "activeWorkKind, allowActiveAbort, requestedAt}` to OPENCLAW_DIAG_RECOVERY_WEBHOOK_URL ({gatewayId} "
+    "activeWorkKind, allowActiveAbort, requestedAt, origin (automatic|operator)}` to OPENCLAW_DIAG_RECOVERY_WEBHOOK_URL ({gatewayId} "
     "replaced by a safe label only; per-gateway OPENCLAW_DIAG_RECOVERY_WEBHOOK_URLS first). The gateway answers 200 with `{status, action, outcomeReason?, released?, queuedCount?, "
     "aborted?, drained?, forceCleared?, activeWorkKind?}` — status/action one of aborted/abort_embedded_run, "
     "released/release_lane, skipped/observe_only|keep_lane, noop/none, failed/none. Anything else is "

@@ -298,10 +298,10 @@ class EventAppliers:
 
 
 def _moved(session: Session, ts: int) -> None:
-    """An event the gateway sent for the session: evidence that a recovery applied before `ts`
+    """An event the gateway sent for the session: evidence that a recovery asked for before `ts`
     helped (the monitor closes the verification), and it leaves the needs-human list."""
     pending = session.verifying
-    if pending is not None and pending[3] is None and ts >= pending[0]:
-        pending[3] = ts
+    if pending is not None and pending["evidenceAt"] is None and ts >= pending["requestedAt"]:
+        pending["evidenceAt"] = ts
     if session.needs_human is not None and ts >= session.needs_human["since"]:
         session.needs_human = None

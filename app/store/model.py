@@ -178,9 +178,9 @@ class Session:
     # session enters processing with messages queued, cleared when it goes idle; the
     # openclaw-2026.9 profile does not count that message as backlog (docs/design.md)
     active_queued_turn: bool = False
-    # an applied recovery waiting for the gateway to show the session moved (app/monitor.py
-    # decides): [applied at, origin, the verdict's reason, the first evidence's ts or None]
-    verifying: list[Any] | None = None
+    # a recovery the gateway said it carried out, waiting for it to show the session moved
+    # (app/monitor.py decides): {requestedAt, appliedAt, origin, reason, evidenceAt or None}
+    verifying: dict[str, Any] | None = None
     # on the needs-human list: {"cause", "since"} (budget_spent | ineffective_twice), or None
     needs_human: dict[str, Any] | None = None
 

@@ -67,14 +67,20 @@ class RecoveryMemory:
             # Another request is in flight (two sessions merged while both were in recovery).
             outcome = SKIPPED_IN_FLIGHT
         elif outcome.status in MUTATING if upstream else outcome.mutating:
+            # an event the gateway sent for the session after it was asked is the evidence it
+            # moved; the gateway's own end of an aborted run often comes before its answer
+            moved = session is not None and session.touched_at() >= request.requestedAt
             if session is not None and self.is_current(session, request, outcome, upstream):
                 self.apply_recovery(session, request, outcome, now, upstream)
-                # did it help? the gateway has to show it (app/monitor.py decides)
-                session.verifying = [now, request.origin, request.reason, None]
-                self._reindex(session)
                 applied = True
             else:
                 stale = True
+            if session is not None and outcome.status in MUTATING:
+                # did it help? the gateway has to show it (app/monitor.py decides)
+                self._change(session)
+                session.verifying = {"requestedAt": request.requestedAt, "appliedAt": now, "origin": request.origin,
+                                     "reason": request.reason, "evidenceAt": session.touched_at() if moved else None}
+                self._reindex(session)
         entry = completion(request, outcome)
         if upstream:
             # 2026.9 reports the work the gateway found, not the work the request named
@@ -98,10 +104,9 @@ class RecoveryMemory:
         if pending is None:
             return None
         self._change(session)
-        applied_at, origin, reason, _ = pending
         session.verifying = None
-        entry = {"kind": "verified", "result": result, "at": at, "appliedAt": applied_at, "origin": origin,
-                 "reason": reason}
+        entry = {"kind": "verified", "result": result, "at": at, "appliedAt": pending["appliedAt"],
+                 "origin": pending["origin"], "reason": pending["reason"]}
         self.add_recovery(session, entry)
         if result == INEFFECTIVE:
             verdicts = [e["result"] for e in session.recoveries or () if e.get("kind") == "verified"]

@@ -26,7 +26,7 @@ from tests.support.service_process import (
 GW = "gw-hook"
 HOOK_TOKEN = "hook-secret"
 REQUEST_FIELDS = {"gatewayId", "sessionKey", "sessionId", "ageMs", "queueDepth", "expectedState",
-                  "stateGeneration", "reason", "activeWorkKind", "allowActiveAbort", "requestedAt"}
+                  "stateGeneration", "reason", "activeWorkKind", "allowActiveAbort", "requestedAt", "origin"}
 
 
 @pytest.fixture(scope="module")

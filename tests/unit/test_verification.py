@@ -78,7 +78,7 @@ async def test_a_recovery_the_gateway_never_confirms_is_ineffective():
     await h.ticks(5, 40)  # stuck at 35 s: released, the answer applied by 40 s
     session = h.session()
     assert session.state == "idle" and session.verifying is not None
-    applied_at = session.verifying[0]
+    applied_at = session.verifying["appliedAt"]
     await h.ticks(45, 95)
     assert session.verifying is not None and h.recorder.verified == []  # still within its 60 s
     await h.ticks(100, 105)  # nothing from the gateway for 60 s: ineffective
@@ -95,7 +95,7 @@ async def test_an_event_from_the_gateway_after_the_recovery_verifies_it():
     h = LoopHarness(RELEASED)
     h.post("session.state", 0, sessionKey="s1", state="processing")
     await h.ticks(5, 40)
-    applied_at = h.session().verifying[0]
+    applied_at = h.session().verifying["appliedAt"]
     # what this service wrote when it applied the outcome is no evidence; the gateway's idle is
     h.post("session.state", (applied_at - T0) / S + 2, sessionKey="s1", state="idle")
     await h.ticks(45, 50)
@@ -132,7 +132,8 @@ async def test_two_ineffective_recoveries_in_a_row_call_a_person():
 
 def test_the_loop_survives_a_checkpoint():
     session = Session("gw", "k", "k", None, "idle", 0, 3, T0)
-    session.verifying = [T0, "operator", "stale_session_state", None]
+    session.verifying = {"requestedAt": T0 - 5, "appliedAt": T0, "origin": "operator",
+                         "reason": "stale_session_state", "evidenceAt": None}
     session.needs_human = {"cause": "budget_spent", "since": T0}
     state = msgspec.msgpack.decode(msgspec.msgpack.encode(session.to_state()))  # as stored
     restored = Session.from_state(state)
