@@ -1,4 +1,11 @@
-"""The monitor: owns time, scans candidate sessions, reports and decides recovery (README, "How it decides")."""
+"""The monitor: owns time, scans candidate sessions, reports and decides recovery (README, "How it decides").
+
+It runs past 400 lines because one visit of a session is one ordered chain, as monitor.md gives
+it: whether it is considered, its verdict under its gateway's profile, the backoff, whether a
+recovery may be asked (silence, warm-up, maintenance, the retry interval, the attempt budget),
+and what became of the last one (verification, the needs-human list). The rules themselves live
+elsewhere (app/classifier.py, app/store/); what stays here is their order, which split across
+modules would be harder to follow than to scroll."""
 
 from __future__ import annotations
 

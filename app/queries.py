@@ -7,6 +7,9 @@ answers from this process's store; a fleet-wide one can answer the same question
 
 A scope is the set of gateway ids the caller may see, or None for every gateway. A session of
 another gateway is not there at all: unknown, exactly like one that does not exist.
+
+It is a little over 400 lines: the interface and its one implementation sit together so that
+every question a reader may ask, and how it is answered, reads in one place.
 """
 
 from __future__ import annotations
