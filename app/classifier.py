@@ -40,7 +40,7 @@ _TERMINAL_MARKERS = (
 
 @dataclass(slots=True, kw_only=True)
 class ActivitySnapshot:
-    """What the classifier sees of a session's activity (events.md, "Activity snapshot").
+    """What the classifier sees of a session's activity (README, "How it decides").
 
     Not frozen: the monitor builds one per visited session, and a frozen dataclass pays an
     `object.__setattr__` per field for it."""
@@ -89,7 +89,7 @@ def classify_session_attention(
     activity: ActivitySnapshot | None,
     stale_ms: int,
 ) -> AttentionResult:
-    """The decision table of classifier.md: the first matching row wins."""
+    """The seed's decision table (README, "How it decides"): the first matching row wins."""
     activity = activity or EMPTY_SNAPSHOT
     kind = activity.active_work_kind
     progress_age = activity.last_progress_age_ms

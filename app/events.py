@@ -182,7 +182,7 @@ KNOWN_TYPES = (
 
 SESSION_STATES = ("idle", "processing", "waiting")
 
-# Fields each known type must carry (events.md tables).
+# Fields each known type must carry (README, "Event vocabulary").
 REQUIRED_FIELDS: dict[str, tuple[str, ...]] = {
     "message.queued": ("source",),
     "session.state": ("state",),

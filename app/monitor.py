@@ -1,9 +1,10 @@
 """The monitor: owns time, scans candidate sessions, reports and decides recovery (README, "How it decides").
 
-It runs past 400 lines because one visit of a session is one ordered chain, as monitor.md gives
-it: whether it is considered, its verdict under its gateway's profile, the backoff, whether a
-recovery may be asked (silence, warm-up, maintenance, the retry interval, the attempt budget),
-and what became of the last one (verification, the needs-human list). The rules themselves live
+It runs past 400 lines because one visit of a session is one ordered chain (README, "How it
+decides"; docs/design.md, "Closing the loop"): whether it is considered, its verdict under its
+gateway's profile, the backoff, whether a recovery may be asked (silence, warm-up, maintenance,
+the retry interval, the attempt budget), and what became of the last one (verification, the
+needs-human list). The rules themselves live
 elsewhere (app/classifier.py, app/store/); what stays here is their order, which split across
 modules would be harder to follow than to scroll."""
 
@@ -486,7 +487,7 @@ def _request(
     )
 
 
-# what counts against the attempt budget: a request that reached the executor (monitor.md)
+# what counts against the attempt budget: a request that reached the executor (README, "Actions")
 _ATTEMPTED = frozenset({"aborted", "released", "noop", "failed"})
 
 

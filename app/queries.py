@@ -142,7 +142,7 @@ def sort_key(session: Session, tick_at: int = 0) -> SortKey:
     and stays put while the session is unchanged.
     """
     attention = session.attention
-    first = session.needs_human is not None  # what automation gave up on comes first (monitor.md)
+    first = session.needs_human is not None  # what automation gave up on comes first (docs/design.md)
     if attention is None:
         return (-1 if first else 3, 0, session.key, session.gateway)
     return (-1 if first else SEVERITY[attention.event_type], tick_at - attention.age_ms, session.key, session.gateway)
@@ -304,7 +304,7 @@ class LocalQueries:
         oldest = heapq.nlargest(OLDEST_SHOWN, under, key=lambda s: s.attention.age_ms if s.attention else 0)
         return {
             "total": len(under),
-            # what automation gave up on: for a person (monitor.md, "needs a human")
+            # what automation gave up on: for a person (README, "Actions")
             "needsHuman": [self.session_json(s) for s in flagged if s.needs_human is not None][:OLDEST_SHOWN],
             "byEventType": dict(by_type),
             "byReason": [{"eventType": kind, "reason": reason, "count": n}

@@ -177,7 +177,7 @@ class RecoveryCoordinator:
         entry = done.entry
         session = self.store.find(gateway, key)
         if done.applied and session is not None:
-            # a record of what was applied (monitor.md), not a new inbound event
+            # a record of what was applied (docs/durability.md), not a new inbound event
             reason = f"stuck_recovery:{outcome.status}"
             self.journal.submit(applied_state_record(session, reason, session.last_activity), wait=False)
             self.recorder.session_state(session.gateway, IDLE, reason)

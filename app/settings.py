@@ -179,7 +179,7 @@ class Settings(BaseSettings):
 
     @property
     def retry_interval_ms(self) -> int:
-        """The gateway's own 30 s heartbeat, shorter only when warn is (monitor.md in docs/design.md)."""
+        """The gateway's own 30 s heartbeat, shorter only when warn is (README, "How it decides")."""
         if self.recovery_retry_interval_ms is None:
             return min(30_000, self.warn_ms)
         return self.recovery_retry_interval_ms

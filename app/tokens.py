@@ -1,6 +1,6 @@
 """Bearer tokens as the settings write them: `name:token=gw1|gw2`, comma-separated.
 
-One parser for every token variable (api.md, "Auth"): the binding is the text after the LAST `=`
+One parser for every token variable (README, "Auth: tokens, roles, tenancy"): the binding is the text after the LAST `=`
 when that text is a non-empty list of valid gateway ids, so base64 padding stays in the token
 (`abc==` is the token `abc==`; `abc==gw-a` is the token `abc=` bound to `gw-a`); the name is the
 text before the first `:`. An empty token — `=gw`, or a variable that expanded to nothing — is

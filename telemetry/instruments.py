@@ -112,7 +112,7 @@ TOKEN_KINDS: tuple[tuple[str, str], ...] = (
 )
 SIGNALS = ("metrics", "logs", "traces")
 
-# Attribute values must match this, else they are reported as `unknown` (telemetry.md).
+# Attribute values must match this, else they are reported as `unknown` (docs/telemetry.md).
 ATTRIBUTE_VALUE_PATTERN = r"[A-Za-z0-9_.:-]{1,120}"
 
 # Event fields that identify one session, run, call or message: never metric attributes.

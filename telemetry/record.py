@@ -2,7 +2,7 @@
 
 The core (ingest, store, monitor, recovery) calls these methods and nothing else of
 telemetry; this module maps each call to instruments (telemetry/instruments.py) and OTLP log
-records. Payload dicts use the camelCase field names of telemetry.md's log events. The gateway
+records. Payload dicts use the camelCase field names of the log events in docs/telemetry.md. The gateway
 events' instruments are one table in telemetry/event_table.py; the log records and the stuck span
 are built in telemetry/log_events.py.
 """

@@ -93,7 +93,7 @@ _NORM_CACHE_MAX = 65536
 
 
 def normalise_value(raw: Any) -> str | int | float | None:
-    """An attribute value as telemetry.md allows it: `[A-Za-z0-9_.:-]{1,120}`, else `unknown`.
+    """An attribute value as docs/telemetry.md allows it: `[A-Za-z0-9_.:-]{1,120}`, else `unknown`.
 
     None and the empty string mean "absent" (omitted, unless the event table gives the
     attribute upstream's default: telemetry/event_table.py). Booleans become `true`/`false`;
