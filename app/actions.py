@@ -104,13 +104,14 @@ class Actions:
         for session in chosen:
             by_gateway.setdefault(session.gateway, []).append(session)
         for gateway, batch in by_gateway.items():
-            task = asyncio.ensure_future(self._paced(batch, reason, actor))
+            task = asyncio.ensure_future(self._paced(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         answer["auditId"] = str(done.audit_id)
         return answer
 
-    async def _paced(self, batch: list[Session], reason: str, actor: str) -> None:
+    async def _paced(self, batch: list[Session]) -> None:
+        """One gateway's share of a bulk recovery: one request every 1/BULK_RECOVERY_PER_S s."""
         clock = self.service.clock
         gap_ms = int(1000 / self.service.settings.bulk_recovery_per_s)
         for n, session in enumerate(batch):
