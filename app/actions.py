@@ -11,7 +11,7 @@ import asyncio
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from app.journal_interface import JournalError
+from app.journal import JournalError
 from app.outcomes import RecoveryRequest
 from app.records import audit_record, dismissed_record, maintenance_record
 from app.store import Session

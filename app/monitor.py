@@ -27,7 +27,7 @@ from app.classifier import (
     is_terminal_progress_reason,
 )
 from app.clock import Clock
-from app.journal_interface import JournalError
+from app.journal import JournalError
 from app.outcomes import RecoveryRequest
 from app.records import (
     Record,

@@ -52,6 +52,8 @@ class Record:
     payload: Any  # `body` decoded: what `apply` reads
     dkey: bytes | None = None  # EVENTS: the idempotency keys, in event order
     id: int = 0  # set by the journal on append
+    # resolved by the journal once the record is applied (or failed, if its commit failed)
+    waiter: Any = None
 
     def row(self) -> tuple[int, str, str | None, str | None, int | None, bytes | None, bytes]:
         return (self.id, self.kind, self.gateway, self.session, self.at, self.dkey, self.body)

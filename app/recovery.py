@@ -14,7 +14,7 @@ from typing import Any, Protocol
 import httpx
 import msgspec
 
-from app.journal_interface import JournalError
+from app.journal import JournalError
 from app.outcomes import (
     ACTIONS,
     NO_RECOVERY_TARGET,

@@ -14,7 +14,7 @@ from app.actions import Actions
 from app.changes import ChangeFeed, ChangeWatcher
 from app.clock import Clock, SystemClock
 from app.journal import Journal
-from app.journal_interface import JournalBackend, JournalError
+from app.journal import JournalBackend, JournalError
 from app.monitor import Monitor, MonitorConfig
 from app.notify import Notifier, parse_targets
 from app.queries import LocalQueries, Queries

@@ -27,7 +27,7 @@ from app.decoding import (
 from app.http.auth import authorize
 from app.http.errors import ApiError, error_body
 from app.intake import accept_events, rejected_counts
-from app.journal_interface import JournalError, JournalStatus
+from app.journal import JournalError, JournalStatus
 from app.store import ACCEPTED, DUPLICATE, IGNORED
 
 if TYPE_CHECKING:

@@ -15,11 +15,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from app import journal as journal_module
+from app.journal import protocol as journal_protocol
+from app.journal import sqlite as journal_module
 from app import records
 from app.events import Event
 from app.journal import DataDirLocked, Journal
-from app.journal_interface import JournalError
+from app.journal import JournalError
 from app.store import Attention, Store
 from tests.support.builders import recovery_outcome, recovery_request
 from tests.support.faults import Faults
@@ -154,8 +155,8 @@ async def test_one_row_per_request_holds_its_events_and_keys(tmp_path):
 
 async def test_checkpoint_is_copy_on_write(tmp_path, monkeypatch):
     """Sessions changed while a checkpoint is being written are saved as they were at its start."""
-    monkeypatch.setattr(journal_module, "CHECKPOINT_CHUNK", 1)
-    monkeypatch.setattr(journal_module, "CHECKPOINT_SLICE_S", 0.0)  # yield after every session
+    monkeypatch.setattr(journal_protocol, "CHECKPOINT_CHUNK", 1)
+    monkeypatch.setattr(journal_protocol, "CHECKPOINT_SLICE_S", 0.0)  # yield after every session
     store, journal = open_journal(tmp_path)
     await play(journal, [("message.queued", {"sessionKey": f"s{i}", "source": "x"}) for i in range(20)], T0)
     checkpoint = asyncio.create_task(journal.checkpoint(T0))
@@ -438,8 +439,8 @@ async def test_a_data_directory_of_release_0_1_is_read_and_moved_to_the_checkpoi
 
 
 async def test_a_large_request_is_applied_in_slices_and_a_checkpoint_waits_for_its_end(tmp_path, monkeypatch):
-    monkeypatch.setattr(journal_module, "APPLY_SLICE_S", 0.0)  # yield after every slice
-    monkeypatch.setattr(journal_module, "APPLY_EVENTS_SLICE", 10)
+    monkeypatch.setattr(journal_protocol, "APPLY_SLICE_S", 0.0)  # yield after every slice
+    monkeypatch.setattr(journal_protocol, "APPLY_EVENTS_SLICE", 10)
     store, journal = open_journal(tmp_path)
     turns = 0
 

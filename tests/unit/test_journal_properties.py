@@ -19,11 +19,11 @@ import msgspec
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from app import journal as journal_module
+from app.journal import protocol as journal_protocol
 from app import records
 from app.events import Event
 from app.journal import Journal
-from app.journal_interface import JournalError
+from app.journal import JournalError
 from app.store import Store
 from tests.support.faults import Faults
 
@@ -121,8 +121,8 @@ async def scenario(path: Path, operations: list[tuple[str, Any]]) -> None:
 @example(operations=[("fail journal.db", SEND), ("send", SEND), ("send", SEND), ("heal", SEND), ("send", SEND),
                      ("checkpoint", SEND), ("crash", SEND)])
 def test_restore_yields_exactly_the_acknowledged_events(operations, monkeypatch):
-    monkeypatch.setattr(journal_module, "RETRY_FIRST_S", 0.001)
-    monkeypatch.setattr(journal_module, "RETRY_MAX_S", 0.005)
+    monkeypatch.setattr(journal_protocol, "RETRY_FIRST_S", 0.001)
+    monkeypatch.setattr(journal_protocol, "RETRY_MAX_S", 0.005)
     path = Path(tempfile.mkdtemp(prefix="journal-property-"))
     try:
         asyncio.run(scenario(path, operations))
