@@ -78,3 +78,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         for service in _services_of(item):
             report.sections.append((f"service log: {service.name} (port {service.port})", service.log_tail(80)))
 
+
+# -- PostgreSQL: where the server comes from is tests/support/postgres.py's docstring. Imported in
+# the fixtures, so a test run that needs no PostgreSQL does not need psycopg either.
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The session's PostgreSQL, as its admin URL; skipped (failed under CI=true) without one."""
+    from tests.support.postgres import provide_server
+
+    with provide_server() as admin_url:
+        yield admin_url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh database `oc_test_<hex>` of this test's own, as a URL; dropped WITH (FORCE) after."""
+    from tests.support.postgres import fresh_database
+
+    with fresh_database(postgres_server) as url:
+        yield url
