@@ -7,16 +7,18 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import secrets
 import sys
 from collections import Counter
 
 from app.actions import Actions
 from app.changes import ChangeFeed, ChangeWatcher
 from app.clock import Clock, SystemClock
-from app.journal import Journal
-from app.journal import JournalBackend, JournalError
+from app.journal import Journal, JournalBackend, JournalError
+from app.journal.postgres import PostgresJournal
 from app.monitor import Monitor, MonitorConfig
 from app.notify import Notifier, parse_targets
+from app.ownership import EveryGateway, SharedOwnership
 from app.queries import LocalQueries, Queries
 from app.recovery import Executor, ObserveExecutor, RecoveryCoordinator, WebhookExecutor
 from app.session_ids import SessionIds, load_key
@@ -38,6 +40,15 @@ def recorder_for(settings: Settings, session_ids: SessionIds | None = None) -> R
                           cardinality_limit=settings.metric_cardinality_limit,
                           session_ids=session_ids.exported if session_ids is not None else None,
                           metric_name_prefix=settings.metric_name_prefix)
+
+
+def build_journal(settings: Settings) -> JournalBackend:
+    """The embedded SQLite journal, or with OPENCLAW_DIAG_JOURNAL_URL the shared PostgreSQL one."""
+    if settings.shared:
+        return PostgresJournal(settings.journal_url, instance_id=settings.instance_name,
+                               instance_url=settings.instance_address, retention_ms=settings.journal_retention_ms)
+    return Journal(settings.data_dir, max_bytes=settings.journal_max_bytes,
+                   retention_ms=settings.journal_retention_ms, max_rows=settings.journal_max_rows)
 
 
 def build_executor(settings: Settings) -> Executor:
@@ -63,16 +74,18 @@ class Service:
                  journal: JournalBackend | None = None, executor: Executor | None = None) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
+        self.journal: JournalBackend = journal or build_journal(settings)
         # what session ids look like outside: on log records and spans, and as the API's sessionHash
-        self.session_ids = SessionIds(settings.export_session_ids,
-                                      lambda: load_key(settings.session_hash_key, settings.data_dir))
+        # (several instances share one key, kept in PostgreSQL, so a hash survives a failover)
+        self.session_ids = SessionIds(settings.export_session_ids, self._session_hash_key)
         self.recorder = recorder or recorder_for(settings, self.session_ids)
         self.tokens = settings.tokens()  # who may send events
         self.reading_tokens = settings.reading_tokens()  # who may read, and which gateways
         self.operator_entries = settings.operator_entries()  # who may act (named, for the audit log)
-        self.journal: JournalBackend = journal or Journal(
-            settings.data_dir, max_bytes=settings.journal_max_bytes,
-            retention_ms=settings.journal_retention_ms, max_rows=settings.journal_max_rows)
+        # which gateways are this instance's: all of them, or those whose lock it holds
+        self.ownership: EveryGateway | SharedOwnership = (
+            SharedOwnership(self.journal, interval_ms=settings.scan_interval_ms, moved=self.recorder.gateway_moved)
+            if isinstance(self.journal, PostgresJournal) else EveryGateway())
         self.store = Store(max_clock_skew_ms=settings.max_clock_skew_ms, tracker=self.journal.tracker,
                            max_gateways=settings.max_gateways)
         self.coordinator = RecoveryCoordinator(
@@ -124,6 +137,7 @@ class Service:
         self._switch_interval = sys.getswitchinterval()
         sys.setswitchinterval(SWITCH_INTERVAL_S)
         self.monitor.start()
+        self.ownership.start()
         self.notifier.start()
         self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="openclaw-checkpoint")
 
@@ -139,6 +153,7 @@ class Service:
             self._checkpointer.cancel()
             await asyncio.gather(self._checkpointer, return_exceptions=True)
         await self.monitor.stop()
+        await self.ownership.aclose()
         await self.notifier.aclose()  # what is still queued is not sent: the stream's backlog has it
         await self.actions.aclose()  # a paced bulk recovery not yet asked is not asked
         await self.coordinator.aclose()  # a recovery still running completes as interrupted
@@ -168,6 +183,12 @@ class Service:
             # reference counting.
             gc.collect(1)
             gc.freeze()
+
+    def _session_hash_key(self) -> bytes:
+        settings = self.settings
+        if isinstance(self.journal, PostgresJournal) and not settings.session_hash_key:
+            return self.journal.shared_key("session_hash_key", lambda: secrets.token_hex(32).encode())
+        return load_key(settings.session_hash_key, settings.data_dir)
 
     # -- views the API and telemetry share ---------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Literal
 
@@ -120,6 +121,20 @@ class Settings(BaseSettings):
         description="Byte budget of the journal and checkpoint files; at it, covered history is compacted "
                     "first, then ingest answers 503 journal_full.",
     )
+    journal_url: str = Field(
+        "", pattern=r"^$|^postgres(ql)?://\S+$",
+        description="Unset: the embedded SQLite journal in DATA_DIR. postgresql://...: the shared journal of "
+                    "several instances, which own gateways by advisory lock (docs/scale-out.md).",
+    )
+    instance_id: str = Field(
+        "", max_length=64, description="This instance's name among several (PostgreSQL mode); unset: host:port.",
+    )
+    instance_url: str = Field(
+        "", pattern=r"^$|^https?://[^\s]+$",
+        description="Where the other instances reach this one, for fleet-wide reads (PostgreSQL mode); "
+                    "unset: http://HOST:PORT.",
+    )
+
     shutdown_timeout_ms: int = Field(
         10_000, ge=0, description="On SIGTERM, requests still running after this are cut; then the final checkpoint.",
     )
@@ -166,6 +181,21 @@ class Settings(BaseSettings):
             raise ValueError(f"{ENV_PREFIX}RECOVERY_WEBHOOK_URL or {ENV_PREFIX}RECOVERY_WEBHOOK_URLS is required "
                              "when RECOVERY_MODE=webhook")
         return self
+
+    @property
+    def shared(self) -> bool:
+        """Several instances share the gateways (the PostgreSQL journal)."""
+        return bool(self.journal_url)
+
+    @property
+    def instance_name(self) -> str:
+        if self.instance_id:
+            return self.instance_id
+        return f"{socket.gethostname()}:{self.port}"
+
+    @property
+    def instance_address(self) -> str:
+        return self.instance_url or f"http://{self.host}:{self.port}"
 
     @property
     def warn_ms(self) -> int:

@@ -96,6 +96,9 @@ class Recorder:
     def recovery_verified(self, payload: Mapping[str, Any]) -> None:
         """An applied recovery was verified or found ineffective (result, origin in the payload)."""
 
+    def gateway_moved(self, gateway: str) -> None:
+        """The gateway is another instance's now: its series stop here."""
+
     def export_health(self) -> dict[str, Any]:
         """For /readyz: exporter configured, failures per signal."""
         return {"otlp": "disabled", "failures": {}}
@@ -312,6 +315,9 @@ class OtelRecorder(Recorder):
     def forwarder_dropped(self, gateway: str, count: int) -> None:
         if count > 0:
             self._add(self._dropped, ((G, self._gateway(gateway)),), count)
+
+    def gateway_moved(self, gateway: str) -> None:
+        self.store.forget_gateway(gateway)
 
     def export_health(self) -> dict[str, Any]:
         return self._pipeline.health()

@@ -299,6 +299,20 @@ class MetricStore:
         the overflow row."""
         self._observed[spec.name] = _Observed(spec, callback, combine)
 
+    def forget_gateway(self, gateway: str) -> int:
+        """Drop every series of one gateway: it moved to another instance, whose series carry
+        on from there, so its alerts follow it without a stale copy here (docs/scale-out.md)."""
+        dropped = 0
+        with self.lock:
+            for instrument in self._instruments.values():
+                gone = [key for key, series in instrument.series.items() if series.attrs.get(ins.GATEWAY) == gateway]
+                for key in gone:
+                    del instrument.series[key]
+                if gone:
+                    instrument.cache.clear()  # it may still point at a dropped series
+                    dropped += len(gone)
+        return dropped
+
     # -- reading --------------------------------------------------------------------------
     def collect(self) -> MetricsData:
         """Every instrument with points, as cumulative export data (any thread may call it)."""

@@ -28,6 +28,7 @@ from app.http.auth import authorize
 from app.http.errors import ApiError, error_body
 from app.intake import accept_events, rejected_counts
 from app.journal import JournalError, JournalStatus
+from app.ownership import RETRY_AFTER_S
 from app.store import ACCEPTED, DUPLICATE, IGNORED
 
 if TYPE_CHECKING:
@@ -189,6 +190,13 @@ async def ingest(service: Service, scope: dict[str, Any], receive: Any) -> tuple
     except TooManyEvents as exc:
         raise _too_many(exc.count, settings.max_batch_events) from None
     bind_gateways(decoded, bound)
+    gateway = request_gateway(service, headers, bound)
+    if gateway is not None:
+        bind_gateways(decoded, frozenset((gateway,)), "this request is for")  # one request, one gateway
+        if not await service.ownership.claim(gateway):
+            raise ApiError(503, "gateway_moving",
+                           f"gateway {gateway} is moving between instances: nothing was applied; retry",
+                           headers=[(b"retry-after", str(RETRY_AFTER_S).encode())])
     if decoded.total and not decoded.events:
         service.recorder.events_counted(rejected_counts(decoded, home))
         details = [error for rejection in decoded.rejected for error in rejection.errors]
@@ -202,7 +210,28 @@ async def ingest(service: Service, scope: dict[str, Any], receive: Any) -> tuple
     }
 
 
-def bind_gateways(decoded: Decoded, bound: frozenset[str] | None) -> None:
+def request_gateway(service: Service, headers: dict[bytes, bytes], bound: frozenset[str] | None) -> str | None:
+    """The gateway a request is for: its X-OpenClaw-Gateway header, or its token's only gateway.
+    With several instances (docs/scale-out.md) one is required: it is what the proxy routes on
+    and what ownership is taken for."""
+    header = headers.get(b"x-openclaw-gateway")
+    if header is not None:
+        name = header.decode("latin-1").strip()
+        if not name or len(name) > 128:
+            raise ApiError(400, "invalid_header", "X-OpenClaw-Gateway must name one gateway (1-128 characters)")
+        if bound is not None and name not in bound:
+            raise ApiError(403, "forbidden", f"the token is not bound to gateway {name}")
+        return name
+    if bound is not None and len(bound) == 1:
+        return next(iter(bound))
+    if service.ownership.shared:
+        raise ApiError(400, "gateway_required",
+                       "several instances share the gateways: send X-OpenClaw-Gateway (or use a gateway-bound "
+                       "token); one request carries one gateway's events")
+    return None
+
+
+def bind_gateways(decoded: Decoded, bound: frozenset[str] | None, why: str = "the token is bound to") -> None:
     """Events sent with a gateway-bound token belong to its gateways: one without a gatewayId gets
     the token's only gateway; naming another gateway (or none, for a token bound to several) is
     an error."""
@@ -214,8 +243,8 @@ def bind_gateways(decoded: Decoded, bound: frozenset[str] | None) -> None:
         if event.gatewayId is None and only is not None:
             event.gatewayId = only
         elif event.gatewayId not in bound:
-            message = (f"the token is bound to gateway {only}" if only is not None else
-                       f"the token is bound to gateways {', '.join(sorted(bound))}: name one of them")
+            message = (f"{why} gateway {only}" if only is not None else
+                       f"{why} gateways {', '.join(sorted(bound))}: name one of them")
             decoded.rejected.append(Rejection(index, [{"loc": ["body", index, "gatewayId"], "msg": message}],
                                               event.type, only))
             continue

@@ -109,6 +109,7 @@ class Loaded:
     sessions: list[Session]
     dedupe: list[tuple[list[Any], int]]
     tail: list[Record]
+    tail_keys: list[Any]  # the idempotency keys the tail carries: replayed, not "duplicates"
     upto: int
 
 
@@ -129,9 +130,11 @@ class InstanceEntry:
 
 class PostgresJournal(GroupCommitJournal):
     def __init__(self, url: str, *, instance_id: str, instance_url: str | None = None,
-                 retention_ms: int = 6 * 3_600_000, clock: Callable[[], int] | None = None) -> None:
+                 retention_ms: int = 6 * 3_600_000, clock: Callable[[], int] | None = None,
+                 connection_class: type[psycopg.Connection[Any]] = psycopg.Connection) -> None:
         super().__init__(retention_ms=retention_ms, clock=clock)
         self.url = url
+        self._connection_class = connection_class  # psycopg's own hook: tests inject failures with it
         self.instance_id = instance_id
         self.instance_url = instance_url
         self._held: dict[str, Held] = {}  # writer thread's: what its connection holds
@@ -148,8 +151,8 @@ class PostgresJournal(GroupCommitJournal):
         self.on_handover: Callable[[str], None] = lambda gateway: None
         self.on_lost: Callable[[list[str]], None] = lambda gateways: None
 
-    def _connect(self, role: str) -> psycopg.Connection[Any]:
-        return psycopg.connect(self.url, autocommit=True, connect_timeout=5,
+    def _connect(self, role: str, autocommit: bool = True) -> psycopg.Connection[Any]:
+        return self._connection_class.connect(self.url, autocommit=autocommit, connect_timeout=5,
                                application_name=f"openclaw-diagnostics {self.instance_id} {role}"[:63],
                                keepalives=1, keepalives_idle=5, keepalives_interval=2, keepalives_count=2)
 
@@ -313,7 +316,8 @@ class PostgresJournal(GroupCommitJournal):
     # -- ownership, asked from the loop --------------------------------------------------------
 
     async def _ask(self, op: str, gateway: str) -> Any:
-        done = asyncio.get_running_loop().create_future()
+        self._loop = loop = self._loop or asyncio.get_running_loop()
+        done = loop.create_future()
         with self._cond:
             self._control.append(_Control(op, gateway, done))
             self._cond.notify()
@@ -356,6 +360,9 @@ class PostgresJournal(GroupCommitJournal):
 
     def owned(self) -> list[str]:
         return list(self._owned)
+
+    def owns(self, gateway: str) -> bool:
+        return gateway in self._owned
 
     def ask_handover(self, gateway: str) -> None:
         """Blocking: ask whoever holds the gateway to let it go."""
@@ -439,12 +446,16 @@ class PostgresJournal(GroupCommitJournal):
                 count += len(keys)
                 if count >= dedupe.max_keys:
                     break
-            tail = [records.from_row(rid, kind, owner, key, at, bytes(body) if body is not None else b"")
-                    for rid, kind, owner, key, at, body in conn.execute(
-                        "SELECT id, kind, gateway, session, at, body FROM oc_journal "
-                        "WHERE gateway = %s AND id > %s ORDER BY id", (gateway, upto))]
+            tail: list[Record] = []
+            tail_keys: list[Any] = []
+            for rid, kind, owner, key, at, dkey, body in conn.execute(
+                    "SELECT id, kind, gateway, session, at, dkey, body FROM oc_journal "
+                    "WHERE gateway = %s AND id > %s ORDER BY id", (gateway, upto)):
+                tail.append(records.from_row(rid, kind, owner, key, at, bytes(body) if body is not None else b""))
+                if dkey is not None and kind == records.EVENTS:
+                    tail_keys.extend(records.dedupe_keys(bytes(dkey)))
         newest = tail[-1].id if tail else upto
-        return Loaded(info, sessions, list(reversed(found)), tail, newest)
+        return Loaded(info, sessions, list(reversed(found)), tail, tail_keys, newest)
 
     def _install(self, loaded: Loaded) -> None:
         store = self.store
@@ -453,6 +464,11 @@ class PostgresJournal(GroupCommitJournal):
             store.restore_gateway(loaded.info)
         for session in loaded.sessions:
             store.restore_session(session)
+        # This instance may have held the gateway before, and its keys outlive a forget (the
+        # window keeps hashes, not gateways): the tail's own keys must not find themselves.
+        for key in loaded.tail_keys:
+            if key is not None:
+                store.dedupe.discard(key)
         for keys, at in loaded.dedupe:
             for key in keys:
                 if key is not None:
@@ -558,9 +574,7 @@ class _CheckpointWriter:
         self.tx: Any = None
 
     def begin(self, removed: list[tuple[str, str]]) -> None:
-        self.conn = conn = psycopg.connect(self.journal.url, connect_timeout=5,
-                                           application_name=f"openclaw-diagnostics {self.journal.instance_id} "
-                                                            "checkpoint"[:63])
+        self.conn = conn = self.journal._connect("checkpoint", autocommit=False)
         rows = conn.execute("SELECT gateway, epoch FROM oc_gateways WHERE gateway = ANY(%s) FOR SHARE",
                             (list(self.owned),)).fetchall()
         self.valid = {gateway for gateway, epoch in rows if self.owned[gateway].epoch == epoch}

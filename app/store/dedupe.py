@@ -51,6 +51,10 @@ class DedupeWindow:
                 if seen.get(old) == old_start:  # not added again since, in a newer bucket
                     del seen[old]
 
+    def discard(self, key: Any) -> None:
+        """Forget one key (its bucket's count is settled when the bucket expires)."""
+        self._seen.pop(hash(key), None)
+
     def __len__(self) -> int:
         return len(self._seen)
 
