@@ -64,8 +64,10 @@ class AmbiguousSession(Exception):
 class Queries(Protocol):
     async def sessions_page(self, scope: Scope, *, attention: str | None, state: str | None,
                             gateway_id: str | None, after: SortKey | None, limit: int,
-                            needs_human: bool | None = None) -> tuple[list[dict[str, Any]], SortKey | None, int]:
-        """One page of sessions, most severe first: (items, the next page's key, total)."""
+                            needs_human: bool | None = None,
+                            with_keys: bool = False) -> tuple[list[dict[str, Any]], SortKey | None, int]:
+        """One page of sessions, most severe first: (items, the next page's key, total);
+        `with_keys`: each item carries its `sortKey` (a fleet-wide read merges by it)."""
 
     def under_attention(self, scope: Scope, *, attention: str | None, reason: str | None, gateway_id: str | None,
                         needs_human: bool | None) -> list[Session]:
@@ -228,14 +230,19 @@ class LocalQueries:
 
     async def sessions_page(self, scope: Scope, *, attention: str | None, state: str | None,
                             gateway_id: str | None, after: SortKey | None, limit: int,
-                            needs_human: bool | None = None) -> tuple[list[dict[str, Any]], SortKey | None, int]:
+                            needs_human: bool | None = None,
+                            with_keys: bool = False) -> tuple[list[dict[str, Any]], SortKey | None, int]:
         tick_at = self.service.monitor.last_tick_at or 0
         pool = self._pool(scope, attention, gateway_id, needs_human)
         args = (pool, attention, state, gateway_id, after, limit, tick_at, needs_human)
         # A million sessions take a second to sort: never on the loop that serves ingest.
         page, total = await asyncio.to_thread(page_of, *args) if len(pool) > LARGE_LISTING else page_of(*args)
         next_key = sort_key(page[limit - 1], tick_at) if len(page) > limit else None
-        return [self.session_json(s) for s in page[:limit]], next_key, total
+        items = [self.session_json(s) for s in page[:limit]]
+        if with_keys:  # for a fleet-wide read, which merges instances' pages in this order
+            for item, session in zip(items, page):
+                item["sortKey"] = list(sort_key(session, tick_at))
+        return items, next_key, total
 
     def under_attention(self, scope: Scope, *, attention: str | None, reason: str | None, gateway_id: str | None,
                         needs_human: bool | None) -> list[Session]:

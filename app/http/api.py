@@ -3,38 +3,19 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any, Literal
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
 
+from app.http import fleet
 from app.http.auth import require_token, scope_of, service_of
+from app.http.cursors import decode_cursor, encode_cursor
 from app.http.errors import ApiError
 from app.queries import AmbiguousSession, Queries, SortKey, UnknownSession
 
 
 def queries_of(request: Request) -> Queries:
     return service_of(request).queries
-
-
-# -- the cursor: a sort key, opaque to the client ------------------------------------------
-
-
-def encode_cursor(key: SortKey) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(list(key))).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> SortKey:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        rank, age, key, gateway = orjson.loads(base64.urlsafe_b64decode(padded))
-        if not (isinstance(rank, int) and isinstance(age, int) and isinstance(key, str) and isinstance(gateway, str)):
-            raise ValueError
-        return (rank, age, key, gateway)
-    except (ValueError, TypeError, orjson.JSONDecodeError):
-        raise ApiError(422, "validation_failed", "invalid cursor",
-                       [{"loc": ["query", "cursor"], "msg": "not a cursor this service issued"}]) from None
 
 
 # -- routes ------------------------------------------------------------------------------------
@@ -53,9 +34,12 @@ async def list_sessions(
     cursor: str | None = Query(None, max_length=4096),
 ) -> dict[str, Any]:
     after = decode_cursor(cursor) if cursor else None
+    if fleet.is_fleet_read(request):
+        return await fleet.sessions(request, {"attention": attention, "state": state, "gatewayId": gatewayId,
+                                              "needsHuman": needsHuman, "limit": limit, "cursor": cursor}, limit)
     items, next_key, total = await queries_of(request).sessions_page(
         scope_of(request), attention=attention, state=state, gateway_id=gatewayId, after=after, limit=limit,
-        needs_human=needsHuman)
+        needs_human=needsHuman, with_keys=fleet.wants_keys(request))
     return {"items": items, "nextCursor": encode_cursor(next_key) if next_key else None, "total": total}
 
 
@@ -80,4 +64,6 @@ async def attention_summary(request: Request) -> dict[str, Any]:
 
 @router.get("/gateways", summary="Every gateway heard from")
 async def gateways(request: Request) -> dict[str, Any]:
+    if fleet.is_fleet_read(request):
+        return await fleet.gateways(request)
     return {"items": queries_of(request).gateways(scope_of(request))}
