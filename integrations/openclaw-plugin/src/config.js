@@ -57,6 +57,19 @@ const FIELDS = {
 
 const MAX_GATEWAY_ID = 128; // the service's limit for gatewayId
 
+// What an HTTP header value may hold (node refuses anything else, and the service reads the
+// header as latin-1): tab, printable ASCII and latin-1's upper half.
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]+$/;
+
+/**
+ * The `X-OpenClaw-Gateway` value for a gateway id — the id itself — or "" when the id cannot be
+ * sent as a header (characters beyond latin-1, control characters): the request then goes
+ * without it, which a single instance accepts and several instances answer with 400.
+ */
+export function gatewayHeaderValue(gatewayId) {
+  return typeof gatewayId === "string" && HEADER_VALUE.test(gatewayId) ? gatewayId : "";
+}
+
 function parseValue(kind, raw, min, max) {
   switch (kind) {
     case "string":
@@ -119,6 +132,12 @@ export function resolveConfig(pluginConfig, env = process.env, hostname = safeHo
   if (config.gatewayId.length > MAX_GATEWAY_ID) {
     warnings.push(`gatewayId is longer than ${MAX_GATEWAY_ID} characters; truncated`);
     config.gatewayId = config.gatewayId.slice(0, MAX_GATEWAY_ID);
+  }
+  if (!gatewayHeaderValue(config.gatewayId)) {
+    warnings.push(
+      "gatewayId has characters an HTTP header cannot carry (beyond latin-1, or control characters); " +
+        "requests go without X-OpenClaw-Gateway, which a service running several instances refuses",
+    );
   }
   if (config.maxQueue < config.batchSize) {
     warnings.push("maxQueue is smaller than batchSize; raised to batchSize");

@@ -4,13 +4,19 @@
 // `maxQueue` events of memory (oldest dropped first, counted and reported); nothing here ever
 // waits on the network from the gateway's own call paths.
 
-import { CONTENT_FIELDS, compileTypeFilter } from "./config.js";
+import { CONTENT_FIELDS, compileTypeFilter, gatewayHeaderValue } from "./config.js";
 import { postJson } from "./http.js";
 
 export const KEEPALIVE_TYPE = "forwarder.keepalive";
 const USER_AGENT = "openclaw-diagnostics-forwarder/0.1.0";
 const MAX_LOGGED_BODY = 2000;
 const DROP_REPORT_INTERVAL_MS = 60000;
+// The header a service running several instances behind HAProxy routes on (consistent hash) and
+// requires: one request carries one gateway's events.
+export const GATEWAY_HEADER = "x-openclaw-gateway";
+// A gateway moving between instances takes a second or two; still moving after this long is
+// worth a warning (a proxy that does not hash on the header would keep it "moving" forever).
+const MOVING_WARN_AFTER_MS = 60000;
 
 export const systemClock = Object.freeze({
   now: () => Date.now(),
@@ -80,6 +86,40 @@ function truncate(text) {
   return text.length > MAX_LOGGED_BODY ? `${text.slice(0, MAX_LOGGED_BODY)}…` : text;
 }
 
+/**
+ * A `Retry-After` value — delta-seconds or an HTTP-date — as milliseconds from `nowMs`, or null
+ * when absent or unreadable. A date in the past is 0.
+ */
+export function parseRetryAfter(value, nowMs) {
+  if (Array.isArray(value)) value = value[0];
+  if (typeof value !== "string") return null;
+  const text = value.trim();
+  if (/^\d+$/.test(text)) return Number(text) * 1000;
+  if (!/[a-z]/i.test(text)) return null; // "-1", "1.5": neither seconds nor a date
+  const at = Date.parse(text);
+  return Number.isNaN(at) ? null : Math.max(0, at - nowMs);
+}
+
+/** A response header by name, whatever the transport gave: node's object, a Headers, or none. */
+function headerOf(result, name) {
+  const headers = result.headers;
+  if (!headers || typeof headers !== "object") return undefined;
+  if (typeof headers.get === "function") return headers.get(name) ?? undefined;
+  if (headers[name] !== undefined) return headers[name];
+  const key = Object.keys(headers).find((k) => k.toLowerCase() === name);
+  return key === undefined ? undefined : headers[key];
+}
+
+/** The service's `503 {"error": {"code": "gateway_moving"}}`: the gateway is changing instance. */
+export function isGatewayMoving(result) {
+  if (result.status !== 503 || typeof result.body !== "string" || !result.body.includes("gateway_moving")) return false;
+  try {
+    return JSON.parse(result.body)?.error?.code === "gateway_moving";
+  } catch {
+    return false;
+  }
+}
+
 /** Why a response or error means "try again later" (5xx, network, timeout, 408, 429). */
 export function isRetryable(result) {
   if (result.error) return true;
@@ -101,6 +141,8 @@ export class Forwarder {
     // The process's start time, not the forwarder's: stable across forwarder restarts (config
     // reloads) in one gateway process, whose seq keeps counting.
     this.processStart = deps.processStart ?? Math.floor(performance.timeOrigin);
+    // Every request names the one gateway it is for (events carry the same configured id).
+    this.gatewayHeader = gatewayHeaderValue(config.gatewayId);
     this.accepts = compileTypeFilter(config);
     this.stripFields = config.allowContent ? [] : CONTENT_FIELDS;
     this.queue = new BoundedQueue(config.maxQueue);
@@ -115,7 +157,8 @@ export class Forwarder {
     this.inFlight = null;
     this.started = false;
     this.closed = false;
-    this.warned = new Set(); // what was logged once already (see warnOnce)
+    this.warned = new Set(); // what was logged once already (see warnOnce, infoOnce)
+    this.movingSince = null; // when the service first answered gateway_moving, until delivered
     this.lastDropReport = -Infinity;
     this.stats = {
       received: 0,
@@ -127,6 +170,7 @@ export class Forwarder {
       rejectedEvents: 0,
       rejectedBatches: 0,
       retries: 0,
+      gatewayMoving: 0,
       keepalives: 0,
       sendErrors: 0,
     };
@@ -217,6 +261,12 @@ export class Forwarder {
     this.logger.warn?.(message);
   }
 
+  infoOnce(key, message) {
+    if (this.warned.has(key)) return;
+    this.warned.add(key);
+    this.logger.info?.(message);
+  }
+
   /** Arms the flush timer for `delayMs` from now unless it is already due sooner. */
   schedule(delayMs) {
     if (this.closed) return;
@@ -301,6 +351,7 @@ export class Forwarder {
     if (!this.config.eventsUrl) return { status: 0, error: new Error("no service URL configured") };
     const headers = { "content-type": "application/json", "user-agent": USER_AGENT };
     if (this.config.token) headers.authorization = `Bearer ${this.config.token}`;
+    if (this.gatewayHeader) headers[GATEWAY_HEADER] = this.gatewayHeader;
     try {
       return await this.post(this.config.eventsUrl, body, headers, this.config.requestTimeoutMs);
     } catch (err) {
@@ -313,8 +364,11 @@ export class Forwarder {
     this.backoffUntil = 0;
     this.stats.sentBatches += 1;
     this.stats.sentEvents += batch.count;
-    if (this.warned.has("retrying")) {
+    this.movingSince = null;
+    this.warned.delete("moving");
+    if (this.warned.has("retrying") || this.warned.has("moving-long")) {
       this.warned.delete("retrying");
+      this.warned.delete("moving-long");
       this.logger.info?.("openclaw-diagnostics: the service is reachable again");
     }
     // A 202 may still list events the service rejected; retrying them cannot help.
@@ -336,11 +390,36 @@ export class Forwarder {
     if (batch.count > batch.records.length) this.keepaliveDue = true; // resend a fresh one
     this.attempt += 1;
     this.stats.retries += 1;
-    const delay = this.backoffDelay(this.attempt);
-    this.backoffUntil = this.clock.now() + delay;
-    const why = result.error ? String(result.error?.message ?? result.error) : `HTTP ${result.status}`;
-    this.warnOnce("retrying", `openclaw-diagnostics: delivery failed (${why}); retrying with backoff`);
+    const now = this.clock.now();
+    // The service's Retry-After (503, 429) replaces the computed backoff, within maxBackoffMs.
+    const retryAfter = result.status === 503 || result.status === 429 ? parseRetryAfter(headerOf(result, "retry-after"), now) : null;
+    const delay = retryAfter === null ? this.backoffDelay(this.attempt) : Math.min(retryAfter, this.config.maxBackoffMs);
+    this.backoffUntil = now + delay;
+    if (isGatewayMoving(result)) {
+      this.noteMoving(now);
+    } else {
+      const why = result.error ? String(result.error?.message ?? result.error) : `HTTP ${result.status}`;
+      this.warnOnce("retrying", `openclaw-diagnostics: delivery failed (${why}); retrying with backoff`);
+    }
     this.schedule(0);
+  }
+
+  /**
+   * A gateway moving between instances is routine when the service runs several: the same batch
+   * is retried (it lands on the new owner) and that is logged at info, once per move. Only a
+   * move that never ends is worth a warning.
+   */
+  noteMoving(now) {
+    this.stats.gatewayMoving += 1;
+    if (this.movingSince === null) this.movingSince = now;
+    this.infoOnce("moving", `openclaw-diagnostics: gateway ${this.config.gatewayId} is moving between service instances; retrying`);
+    if (now - this.movingSince >= MOVING_WARN_AFTER_MS) {
+      this.warnOnce(
+        "moving-long",
+        `openclaw-diagnostics: the service has answered gateway_moving for ${Math.round((now - this.movingSince) / 1000)} s; ` +
+          `does the proxy route on ${GATEWAY_HEADER}? still retrying`,
+      );
+    }
   }
 
   onAbandoned(batch, result) {
@@ -352,6 +431,8 @@ export class Forwarder {
   onRejected(batch, result) {
     this.attempt = 0;
     this.backoffUntil = 0;
+    this.movingSince = null;
+    this.warned.delete("moving");
     this.stats.rejectedBatches += 1;
     this.stats.rejectedEvents += batch.count;
     this.warnOnce(

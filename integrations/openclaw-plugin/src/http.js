@@ -7,7 +7,10 @@ import https from "node:https";
 
 const MAX_RESPONSE_BYTES = 64 * 1024;
 
-/** Resolves `{status, body}`; rejects on network errors and on timeout. */
+/**
+ * Resolves `{status, body, headers}` (`headers` as node gives them: lower-case names); rejects
+ * on network errors and on timeout.
+ */
 export function postJson(url, body, headers, timeoutMs) {
   return new Promise((resolve, reject) => {
     const target = new URL(url);
@@ -29,7 +32,9 @@ export function postJson(url, body, headers, timeoutMs) {
           if (size < MAX_RESPONSE_BYTES) chunks.push(chunk);
           size += chunk.length;
         });
-        res.on("end", () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8") }));
+        res.on("end", () =>
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString("utf8"), headers: res.headers ?? {} }),
+        );
         res.on("error", reject);
       },
     );

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 
-import { DEFAULTS, compileTypeFilter, dispatcherInterest, eventsUrl, resolveConfig } from "../src/config.js";
+import { DEFAULTS, compileTypeFilter, dispatcherInterest, eventsUrl, gatewayHeaderValue, resolveConfig } from "../src/config.js";
 
 describe("resolveConfig", () => {
   it("uses the defaults and the host name as gateway id", () => {
@@ -53,6 +53,18 @@ describe("resolveConfig", () => {
     assert.equal(config.gatewayId.length, 128);
     assert.equal(config.maxQueue, 100);
     assert.equal(warnings.length, 2);
+  });
+
+  it("warns when the gateway id cannot travel in the X-OpenClaw-Gateway header", () => {
+    assert.equal(gatewayHeaderValue("gw-1.example"), "gw-1.example");
+    assert.equal(gatewayHeaderValue("passerelle-é"), "passerelle-é", "latin-1 is a valid header value");
+    assert.equal(gatewayHeaderValue("网关"), "");
+    assert.equal(gatewayHeaderValue("a\nb"), "");
+    assert.deepEqual(resolveConfig({ gatewayId: "passerelle-é" }, {}, "h").warnings, []);
+    const { config, warnings } = resolveConfig({ gatewayId: "网关" }, {}, "h");
+    assert.equal(config.gatewayId, "网关", "the id itself is kept: a single instance does not need the header");
+    assert.equal(warnings.length, 1);
+    assert.match(warnings[0], /X-OpenClaw-Gateway/);
   });
 });
 

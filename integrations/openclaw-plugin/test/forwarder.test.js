@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { afterEach, describe, it } from "node:test";
 
 import { resolveConfig } from "../src/config.js";
-import { BoundedQueue, Forwarder, KEEPALIVE_TYPE } from "../src/forwarder.js";
+import { BoundedQueue, Forwarder, KEEPALIVE_TYPE, isGatewayMoving, parseRetryAfter } from "../src/forwarder.js";
 import { FakeClock, event, pumpUntil, recordingLogger, settle, startReceiver } from "./helpers.js";
 
 const PROCESS_START = 1_799_999_999_000;
@@ -174,6 +174,154 @@ describe("retry and backoff", () => {
     const high = new Forwarder(config, { random: () => 0.999999, clock: new FakeClock() });
     assert.deepEqual([1, 2, 3, 4, 10].map((n) => low.backoffDelay(n)), [500, 1000, 2000, 2500, 2500]);
     assert.deepEqual([1, 2, 3, 4, 10].map((n) => high.backoffDelay(n)), [1000, 2000, 4000, 5000, 5000]);
+  });
+});
+
+describe("several service instances (X-OpenClaw-Gateway, gateway_moving, Retry-After)", () => {
+  const ok = { status: 202, body: {} };
+  const moving = {
+    status: 503,
+    body: { error: { code: "gateway_moving", message: "gateway gw-test is moving between instances: nothing was applied; retry" } },
+    headers: { "retry-after": "1" },
+  };
+  const isKeepalive = (request) => request.body.every((e) => e.type === KEEPALIVE_TYPE);
+
+  it("names the gateway in X-OpenClaw-Gateway on every request: keepalives, batches, the shutdown flush", async () => {
+    const rx = await receiver();
+    const { forwarder, clock } = await started(rx, makeForwarder(rx.url, { batchSize: 2, keepaliveIntervalMs: 15000 }));
+    forwarder.push(event(1));
+    forwarder.push(event(2)); // a full batch, at once
+    await pumpUntil(clock, () => rx.requests.length >= 2);
+    await settle(10);
+    forwarder.push(event(3)); // a partial one, after flushIntervalMs
+    await pumpUntil(clock, () => rx.requests.length >= 3, { stepMs: 100 });
+    await pumpUntil(clock, () => rx.requests.length >= 4, { stepMs: 1000 }); // a quiet period's keepalive
+    await forwarder.close(2000); // and the last keepalive
+    assert.ok(rx.requests.length >= 5);
+    assert.ok(isKeepalive(rx.requests[0]) && isKeepalive(rx.requests[3]) && isKeepalive(rx.requests.at(-1)));
+    assert.deepEqual(nonKeepalive(rx.events()).map((e) => e.seq), [1, 2, 3]);
+    for (const request of rx.requests) {
+      assert.equal(request.headers["x-openclaw-gateway"], "gw-test");
+      assert.ok(request.body.every((e) => e.gatewayId === "gw-test"), "the header names the events' own gateway");
+    }
+  });
+
+  it("sends the gateway id derived from the host name when none is configured", async () => {
+    const rx = await receiver();
+    const { config } = resolveConfig({ serviceUrl: rx.url }, {}, "host-a");
+    const clock = new FakeClock();
+    const forwarder = new Forwarder(config, { clock, logger: recordingLogger(), random: () => 0, processStart: PROCESS_START });
+    forwarder.start();
+    await pumpUntil(clock, () => rx.requests.length >= 1);
+    assert.equal(rx.requests[0].headers["x-openclaw-gateway"], "host-a");
+    assert.equal(rx.requests[0].body[0].gatewayId, "host-a");
+    await forwarder.close(1000);
+  });
+
+  it("goes without the header, and still delivers, when the gateway id cannot be a header value", async () => {
+    const rx = await receiver();
+    const { config, warnings } = resolveConfig({ serviceUrl: rx.url, gatewayId: "网关-1" }, {}, "h");
+    assert.equal(warnings.length, 1);
+    const clock = new FakeClock();
+    const forwarder = new Forwarder(config, { clock, logger: recordingLogger(), random: () => 0, processStart: PROCESS_START });
+    forwarder.start();
+    await pumpUntil(clock, () => rx.requests.length >= 1);
+    assert.equal(rx.requests[0].headers["x-openclaw-gateway"], undefined);
+    assert.equal(rx.requests[0].body[0].gatewayId, "网关-1");
+    await forwarder.close(1000);
+  });
+
+  it("retries a 503 gateway_moving after its Retry-After (1 s), then delivers the batch exactly once", async () => {
+    // requests 1 and 2 (the batch and its first retry) meet a gateway in the middle of a move
+    const rx = await receiver((_req, i) => (i === 1 || i === 2 ? moving : ok));
+    // the computed backoff would be 2500 ms, then 5000 ms (random() = 0): Retry-After wins
+    const { forwarder, clock, logger } = await started(rx, makeForwarder(rx.url, { batchSize: 3, baseBackoffMs: 5000 }));
+    for (const seq of [3, 1, 2]) forwarder.push(event(seq));
+    await pumpUntil(clock, () => rx.requests.length >= 2);
+    for (const attempt of [1, 2]) {
+      await pumpUntil(clock, () => forwarder.stats.retries >= attempt && !forwarder.inFlight);
+      assert.equal(clock.nextDelay(), 1000, `Retry-After: 1 before retry ${attempt}`);
+      const sentBefore = rx.requests.length;
+      clock.advance(999);
+      await settle();
+      assert.equal(rx.requests.length, sentBefore, "nothing before the Retry-After has passed");
+      await pumpUntil(clock, () => rx.requests.length > sentBefore, { stepMs: 1 });
+    }
+    await pumpUntil(clock, () => !forwarder.inFlight && forwarder.stats.sentBatches >= 2);
+    assert.deepEqual(rx.requests.map((r) => r.status), [202, 503, 503, 202]);
+    const attempts = rx.requests.slice(1).map((r) => nonKeepalive(r.body).map((e) => e.eventId).join());
+    assert.equal(new Set(attempts).size, 1, "every attempt carries the same batch");
+    const delivered = rx.requests.filter((r) => r.status === 202).flatMap((r) => nonKeepalive(r.body));
+    assert.deepEqual(delivered.map((e) => e.seq), [1, 2, 3], "delivered exactly once, in order");
+    assert.equal(forwarder.stats.dropped, 0);
+    assert.equal(forwarder.queue.length, 0);
+    assert.equal(forwarder.stats.sendErrors, 0);
+    assert.equal(forwarder.stats.gatewayMoving, 2);
+    assert.equal(forwarder.attempt, 0, "delivery resets the backoff");
+    assert.deepEqual(logger.lines.warn, [], "a move is routine: no warning");
+    assert.equal(logger.lines.info.filter((line) => line.includes("moving")).length, 1, "logged once, not per retry");
+  });
+
+  it("warns once when a gateway stays 'moving' for over a minute, and says so when it is over", async () => {
+    const rx = await receiver((_req, i) => (i >= 1 && i <= 62 ? moving : ok));
+    const { forwarder, clock, logger } = await started(rx, makeForwarder(rx.url, { batchSize: 1, keepaliveIntervalMs: 30000 }));
+    forwarder.push(event(1));
+    await pumpUntil(clock, () => forwarder.stats.retries >= 55 && !forwarder.inFlight, { stepMs: 1000, timeoutMs: 20000 });
+    assert.deepEqual(logger.lines.warn, [], "under a minute: no warning");
+    await pumpUntil(clock, () => forwarder.stats.sentBatches >= 2 && !forwarder.inFlight, { stepMs: 1000, timeoutMs: 20000 });
+    assert.equal(logger.lines.warn.filter((line) => line.includes("gateway_moving")).length, 1);
+    assert.ok(logger.lines.info.some((line) => line.includes("reachable again")));
+    assert.deepEqual(nonKeepalive(rx.requests.filter((r) => r.status === 202).flatMap((r) => r.body)).map((e) => e.seq), [1]);
+  });
+
+  it("caps a Retry-After beyond maxBackoffMs at maxBackoffMs", async () => {
+    const rx = await receiver((_req, i) => (i === 1 ? { ...moving, headers: { "retry-after": "120" } } : ok));
+    const { forwarder, clock } = await started(rx, makeForwarder(rx.url, { batchSize: 1, baseBackoffMs: 100, maxBackoffMs: 5000 }));
+    forwarder.push(event(1));
+    await pumpUntil(clock, () => forwarder.stats.retries >= 1 && !forwarder.inFlight);
+    assert.equal(clock.nextDelay(), 5000);
+    clock.advance(4999);
+    await settle();
+    assert.equal(rx.requests.length, 2);
+    await pumpUntil(clock, () => rx.requests.length >= 3, { stepMs: 1 });
+    await pumpUntil(clock, () => !forwarder.inFlight);
+    assert.deepEqual(rx.requests[2].body.map((e) => e.seq), [1]);
+    assert.equal(rx.requests[2].status, 202);
+  });
+
+  it("honours an HTTP-date Retry-After on a 429, and ignores Retry-After on other statuses", async () => {
+    const clock = new FakeClock();
+    const date = new Date(clock.now() + 3000).toUTCString();
+    const rx = await receiver((_req, i) => {
+      if (i === 1) return { status: 429, body: { error: { code: "rate_limited" } }, headers: { "retry-after": date } };
+      if (i === 2) return { status: 502, body: "bad gateway", headers: { "retry-after": "1" } };
+      return ok;
+    });
+    const { forwarder, logger } = await started(rx, makeForwarder(rx.url, { batchSize: 1, baseBackoffMs: 8000 }, { clock }));
+    forwarder.push(event(1));
+    await pumpUntil(clock, () => forwarder.stats.retries >= 1 && !forwarder.inFlight);
+    assert.equal(clock.nextDelay(), 3000, "the date, as a delay on the forwarder's clock");
+    await pumpUntil(clock, () => forwarder.stats.retries >= 2 && !forwarder.inFlight, { stepMs: 100 });
+    assert.equal(clock.nextDelay(), 8000, "a 502's Retry-After is not the service's: computed backoff (attempt 2)");
+    assert.equal(logger.lines.warn.filter((line) => line.includes("retrying")).length, 1, "other retryable answers still warn once");
+  });
+
+  it("parses Retry-After as seconds or an HTTP-date, and nothing else", () => {
+    const now = Date.parse("Wed, 21 Oct 2026 07:28:00 GMT");
+    assert.equal(parseRetryAfter("1", now), 1000);
+    assert.equal(parseRetryAfter(" 7 ", now), 7000);
+    assert.equal(parseRetryAfter(["2"], now), 2000);
+    assert.equal(parseRetryAfter("Wed, 21 Oct 2026 07:28:05 GMT", now), 5000);
+    assert.equal(parseRetryAfter("Wed, 21 Oct 2026 07:27:00 GMT", now), 0, "a date in the past: now");
+    for (const bad of [undefined, "", "soon", "-1", "1.5", "2026-10-21"]) assert.equal(parseRetryAfter(bad, now), null, String(bad));
+  });
+
+  it("tells gateway_moving from other 503s", () => {
+    assert.equal(isGatewayMoving({ status: 503, body: JSON.stringify(moving.body) }), true);
+    assert.equal(isGatewayMoving({ status: 503, body: '{"error": {"code": "journal_unavailable"}}' }), false);
+    assert.equal(isGatewayMoving({ status: 503, body: "gateway_moving" }), false);
+    assert.equal(isGatewayMoving({ status: 500, body: JSON.stringify(moving.body) }), false);
+    assert.equal(isGatewayMoving({ status: 0, error: new Error("reset") }), false);
   });
 });
 

@@ -55,8 +55,8 @@ export class FakeClock {
 
 /**
  * A real HTTP server on 127.0.0.1 recording every request. `respond(request, index)` returns
- * (or resolves to) `{status, body}`, or `"reset"` to destroy the connection (a network error
- * for the client).
+ * (or resolves to) `{status, body, headers?}`, or `"reset"` to destroy the connection (a network
+ * error for the client). `requests[i].status` is what request i was answered.
  */
 export async function startReceiver(respond = () => ({ status: 202, body: { accepted: 0, duplicates: 0, ignored: 0, rejected: [] } })) {
   const requests = [];
@@ -80,7 +80,8 @@ export async function startReceiver(respond = () => ({ status: 202, body: { acce
         return;
       }
       const payload = typeof answer.body === "string" ? answer.body : JSON.stringify(answer.body ?? {});
-      res.writeHead(answer.status, { "content-type": "application/json" });
+      request.status = answer.status;
+      res.writeHead(answer.status, { "content-type": "application/json", ...(answer.headers ?? {}) });
       res.end(payload);
     });
   });
