@@ -48,9 +48,14 @@ FIGURES = (
     ("p99_ack_checkpoint_ms", "ms"),
     ("p99_ack_eviction_ms", "ms"),
     ("soak_rss_growth_mb", "MB"),
+    ("scaleout_anchor_eps", "events/s"),
+    ("scaleout_eps_1", "events/s"),
+    ("scaleout_eps_2", "events/s"),
+    ("scaleout_eps_3", "events/s"),
+    ("failover_s", "s"),
 )
 UNITS = dict(FIGURES)
-PARTS = ("ingest", "scan", "memory", "soak", "ack")
+PARTS = ("ingest", "scan", "memory", "soak", "ack", "scaleout")
 SOAK_S = 60  # quality.md: sustained ingest at the bench rate, no error answers, flat memory
 SOAK_WARM_S = 45
 
@@ -270,6 +275,12 @@ def run_ack(profile: Profile, figures: dict[str, float]) -> None:
     ack_latency.run(profile.ack_sessions, figures)
 
 
+def run_scaleout(profile: Profile, figures: dict[str, float]) -> None:
+    from bench import scaleout  # HAProxy + PostgreSQL: see bench/scaleout.py
+
+    scaleout.run(figures)
+
+
 def _format(value: float, unit: str) -> str:
     if unit in ("events/s", "requests"):
         return f"{value:.0f}"
@@ -307,8 +318,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick and args.parts == parser.get_default("parts"):
         parts.remove("soak")  # a minute of its own: the default run only
         parts.remove("ack")  # two minutes of its own: the default run, or --parts ack
+        parts.remove("scaleout")  # HAProxy + PostgreSQL: the default run, or --parts scaleout
     for part, run in (("ingest", run_ingest), ("scan", run_scan), ("memory", run_memory), ("soak", run_soak),
-                      ("ack", run_ack)):
+                      ("ack", run_ack), ("scaleout", run_scaleout)):
         if part not in parts:
             continue
         t0 = time.monotonic()
