@@ -37,10 +37,13 @@ class EveryGateway:
 
     shared = False
 
+    def owns(self, gateway: str) -> bool:
+        return True
+
     def moving(self, gateway: str) -> bool:
         return False
 
-    async def claim(self, gateway: str) -> bool:
+    async def claim(self, gateway: str, *, ask: bool = True) -> bool:
         return True
 
     def start(self) -> None:
@@ -67,6 +70,9 @@ class SharedOwnership:
         self._adopter: asyncio.Task[None] | None = None
         journal.on_handover = self._handover_asked
         journal.on_lost = self._lost
+
+    def owns(self, gateway: str) -> bool:
+        return self.journal.owns(gateway) and gateway not in self._moving
 
     def moving(self, gateway: str) -> bool:
         return gateway in self._moving

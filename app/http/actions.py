@@ -19,6 +19,7 @@ from app.http.auth import (
     scope_of,
     service_of,
 )
+from app.http import fleet
 from app.http.errors import ApiError
 from app.queries import AmbiguousSession, UnknownSession
 
@@ -49,7 +50,9 @@ def _session(request: Request, key: str, gateway_id: str | None) -> Any:
     try:
         return service_of(request).queries.resolve(scope_of(request), key, gateway_id)
     except UnknownSession:
-        raise ApiError(404, "not_found", "no such session") from None
+        hint = " on this instance: name its gatewayId, so the gateway's instance is asked" if (
+            service_of(request).ownership.shared and gateway_id is None) else ""
+        raise ApiError(404, "not_found", f"no such session{hint}") from None
     except AmbiguousSession as exc:
         raise ApiError(409, "ambiguous", "several gateways have this session key: give gatewayId",
                        [{"loc": ["body", "gatewayId"], "msg": gateway} for gateway in exc.gateways]) from None
@@ -61,7 +64,9 @@ def _refused(exc: ActionRefused) -> ApiError:
 
 @operator.post("/sessions/{sessionKey:path}/recover", status_code=202,
                summary="Ask the gateway to recover one session now (audited)")
-async def recover(request: Request, sessionKey: str, body: RecoverBody) -> JSONResponse:
+async def recover(request: Request, sessionKey: str, body: RecoverBody) -> Any:
+    if body.gatewayId is not None and (owner := await fleet.owner_of(request, body.gatewayId)):
+        return await fleet.forward(request, owner)
     session = _session(request, sessionKey, body.gatewayId)
     try:
         done = await _actions(request).recover(session, mode=body.action, reason=body.reason, actor=actor_of(request))
@@ -71,7 +76,9 @@ async def recover(request: Request, sessionKey: str, body: RecoverBody) -> JSONR
 
 
 @operator.post("/sessions/{sessionKey:path}/dismiss", summary="Take a session off the needs-human list (audited)")
-async def dismiss(request: Request, sessionKey: str, body: DismissBody) -> dict[str, Any]:
+async def dismiss(request: Request, sessionKey: str, body: DismissBody) -> Any:
+    if body.gatewayId is not None and (owner := await fleet.owner_of(request, body.gatewayId)):
+        return await fleet.forward(request, owner)
     session = _session(request, sessionKey, body.gatewayId)
     try:
         done = await _actions(request).dismiss(session, reason=body.reason, actor=actor_of(request))
@@ -95,6 +102,8 @@ class BulkBody(BaseModel):
 
 @operator.post("/recoveries", summary="Recover a filtered set of sessions (dry run first; audited; paced per gateway)")
 async def recover_many(request: Request, body: BulkBody) -> dict[str, Any]:
+    if fleet.is_fleet_read(request):  # each instance acts on its own gateways' sessions
+        return await fleet.recoveries(request, body.model_dump())
     wanted = body.filter
     sessions = service_of(request).queries.under_attention(
         scope_of(request), attention=wanted.attention, reason=wanted.reason, gateway_id=wanted.gatewayId,
@@ -121,9 +130,23 @@ def _gateway_in_scope(request: Request, gateway: str) -> None:
         raise ApiError(404, "not_found", "no such gateway")
 
 
+async def _gateway_here(request: Request, gateway: str) -> str | None:
+    """A gateway's maintenance is its owner's to apply: the owner's address, or None once the
+    gateway is this instance's (taken here if nobody holds it)."""
+    owner = await fleet.owner_of(request, gateway)
+    if owner is not None:
+        return owner
+    if not await service_of(request).ownership.claim(gateway, ask=False):
+        raise ApiError(503, "gateway_moving", f"gateway {gateway} is moving between instances; retry",
+                       headers=[(b"retry-after", b"1")])
+    return None
+
+
 @operator.put("/gateways/{gatewayId}/maintenance", summary="Put a gateway in maintenance until a deadline (audited)")
-async def begin_maintenance(request: Request, gatewayId: str, body: MaintenanceBody) -> dict[str, Any]:
+async def begin_maintenance(request: Request, gatewayId: str, body: MaintenanceBody) -> Any:
     _gateway_in_scope(request, gatewayId)
+    if (owner := await _gateway_here(request, gatewayId)) is not None:
+        return await fleet.forward(request, owner)
     try:
         done = await _actions(request).maintenance(gatewayId, until=body.until, reason=body.reason,
                                                    actor=actor_of(request))
@@ -133,8 +156,10 @@ async def begin_maintenance(request: Request, gatewayId: str, body: MaintenanceB
 
 
 @operator.delete("/gateways/{gatewayId}/maintenance", summary="End a gateway's maintenance now (audited)")
-async def end_maintenance(request: Request, gatewayId: str, body: EndBody) -> dict[str, Any]:
+async def end_maintenance(request: Request, gatewayId: str, body: EndBody) -> Any:
     _gateway_in_scope(request, gatewayId)
+    if (owner := await _gateway_here(request, gatewayId)) is not None:
+        return await fleet.forward(request, owner)
     try:
         done = await _actions(request).maintenance(gatewayId, until=None, reason=body.reason, actor=actor_of(request))
     except ActionRefused as exc:

@@ -45,10 +45,14 @@ async def list_sessions(
 
 @router.get("/sessions/{sessionKey:path}", summary="One session in full, with recent events and recovery history")
 async def get_session(request: Request, sessionKey: str,
-                      gatewayId: str | None = Query(None, max_length=128)) -> dict[str, Any]:
+                      gatewayId: str | None = Query(None, max_length=128)) -> Any:
+    if gatewayId is not None and (owner := await fleet.owner_of(request, gatewayId)):
+        return await fleet.forward(request, owner)
     try:
         return await queries_of(request).session_detail(scope_of(request), sessionKey, gatewayId)
     except UnknownSession:
+        if gatewayId is None and (found := await fleet.find_session(request, sessionKey)) is not None:
+            return found
         raise ApiError(404, "not_found", f"no session {sessionKey!r}",
                        [{"loc": ["path", "sessionKey"], "msg": "unknown session"}]) from None
     except AmbiguousSession as exc:
@@ -59,6 +63,8 @@ async def get_session(request: Request, sessionKey: str,
 
 @router.get("/attention", summary="Counts by event type and reason, per gateway, and the oldest sessions under attention")
 async def attention_summary(request: Request) -> dict[str, Any]:
+    if fleet.is_fleet_read(request):
+        return await fleet.attention(request)
     return queries_of(request).attention_summary(scope_of(request))
 
 

@@ -146,6 +146,19 @@ def test_gateways_spread_and_every_session_is_classified_by_exactly_one_instance
         body = instance.client.get("/v1/sessions", params={"limit": 1000}).json()
         assert sorted(item["gatewayId"] for item in body["items"]) == GATEWAYS
         assert body["total"] == len(GATEWAYS) and body["instances"]["missing"] == []
+        summary = instance.client.get("/v1/attention").json()
+        assert summary["byEventType"] == {"session.stuck": len(GATEWAYS)}
+        assert sorted(summary["perGateway"]) == GATEWAYS
+        gateways = instance.client.get("/v1/gateways").json()["items"]
+        assert [g["gatewayId"] for g in gateways] == GATEWAYS
+    # one session, and a gateway's maintenance, are answered by the gateway's owner from anywhere
+    gateway = GATEWAYS[0]
+    other = next(n for n in range(3) if n != owners[gateway][0])
+    detail = fleet.instances[other].client.get("/v1/sessions/stuck", params={"gatewayId": gateway})
+    assert detail.status_code == 200 and detail.json()["gatewayId"] == gateway
+    assert detail.json()["attention"]["eventType"] == "session.stuck"
+    ambiguous = fleet.instances[other].client.get("/v1/sessions/stuck")
+    assert ambiguous.status_code == 409  # every gateway has a "stuck": the fleet is asked, and says so
 
 
 def test_kill_9_of_one_instance_under_load_moves_its_gateways_and_loses_nothing(fleet: Fleet) -> None:
