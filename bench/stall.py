@@ -74,12 +74,14 @@ def _describe(name: str, report: dict[str, Any]) -> None:
     start = report["window_started_s"]
     for clock, other in (("cpu", "wall"), ("wall", "cpu")):
         for n, row in enumerate(report[f"top_{clock}"], 1):
+            if clock == "wall" and any(row["at_s"] == r["at_s"] for r in report["top_cpu"]):
+                continue  # already listed by the CPU clock
             gc_part = (f"GC gen{row['gc_generation']} ran {row['gc_ms']:.1f} ms inside it" if row["gc_generation"] >= 0
                        else "no GC collection inside it")
             log(f"  worst by {clock} clock #{n}: {row[f'{clock}_ms']:.2f} ms ({other} {row[f'{other}_ms']:.2f} ms) "
                 f"at +{row['at_s'] - start:.2f} s "
                 f"({time.strftime('%H:%M:%S', time.gmtime(row['at_unix']))}.{int(row['at_unix'] % 1 * 1000):03d} UTC), "
-                f"{gc_part}")
+                f"{gc_part}" + (f"; loop stack while late: {row['seen']}" if row.get("seen") else ""))
 
 
 def run(sessions: int, seconds: float, figures: dict[str, float]) -> None:
