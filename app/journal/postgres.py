@@ -246,6 +246,10 @@ class PostgresJournal(GroupCommitJournal):
             pass
         lost = list(self._held)
         self._held = {}
+        with self._cond:
+            asked, self._control = self._control, []
+        for control in asked:  # a lock taken on a dead connection would be no lock
+            self._to_loop(_settle, control.done, None, RuntimeError("the journal's connection closed"))
         if lost:
             log.warning("the journal's connection closed: %d gateways are no longer this instance's", len(lost))
             self._to_loop(self._lost, lost)
@@ -316,6 +320,8 @@ class PostgresJournal(GroupCommitJournal):
     # -- ownership, asked from the loop --------------------------------------------------------
 
     async def _ask(self, op: str, gateway: str) -> Any:
+        if self.last_error is not None:  # the writer has no connection to take a lock with
+            raise JournalError(f"the journal cannot commit: {self.last_error}")
         self._loop = loop = self._loop or asyncio.get_running_loop()
         done = loop.create_future()
         with self._cond:
@@ -542,7 +548,7 @@ class PostgresJournal(GroupCommitJournal):
                 with self._connect("listener") as conn:
                     conn.execute(f"LISTEN {HANDOVER_CHANNEL}")
                     while not self._closing:
-                        for note in conn.notifies(timeout=0.5):
+                        for note in conn.notifies(timeout=0.25):  # how soon close() is heard
                             self._to_loop(self._handover_asked, note.payload)
             except psycopg.Error as exc:
                 if not self._closing:

@@ -54,3 +54,24 @@ def test_run_ids_per_session_are_bounded_ended_ones_first() -> None:
     assert f"r{MAX_RUNS_PER_SESSION * 20 - 1}" in session.runs  # the newest stay
     assert all(info.runs[run] == "many" for run in session.runs)
     assert sum(1 for owner in info.runs.values() if owner == "many") == len(session.runs)
+
+
+def test_the_dedupe_window_lets_old_keys_go_a_few_at_a_time_oldest_first() -> None:
+    """A full window drops its oldest keys as new ones come, never a whole bucket in one add
+    (a bucket of 80,000 keys dropped at once stalled the loop ~28 ms: bench/stall.py)."""
+    from app.store import DedupeWindow
+    from app.store.dedupe import EVICT_PER_ADD
+
+    window = DedupeWindow(max_keys=1_000, max_age_ms=3_600_000)
+    t0 = 1_800_000_000_000
+    for n in range(5_000):  # all in one one-second bucket: the case that stalled
+        window.add(("g", f"e{n}"), t0)
+        assert len(window) <= 1_000 + 1
+    assert not window.seen(("g", "e0"), t0) and not window.seen(("g", "e3998"), t0)
+    assert window.seen(("g", "e4999"), t0) and window.seen(("g", "e4001"), t0)
+    # an hour on, everything has expired for `seen` at once, and is let go a few keys per add
+    later = t0 + 3_600_000 + 1_000
+    assert not window.seen(("g", "e4999"), later)
+    before = len(window)
+    window.add(("g", "new"), later)
+    assert before + 1 - len(window) == EVICT_PER_ADD
