@@ -476,9 +476,7 @@ class PostgresJournal(GroupCommitJournal):
             if key is not None:
                 store.dedupe.discard(key)
         for keys, at in loaded.dedupe:
-            for key in keys:
-                if key is not None:
-                    store.dedupe.add(key, at)
+            store.dedupe.extend(keys, at)
         for record in loaded.tail:
             records.apply(store, record)
 

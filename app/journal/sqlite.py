@@ -436,9 +436,7 @@ class Journal(GroupCommitJournal):
             if count >= dedupe.max_keys:
                 break
         for keys, at in reversed(found):
-            for key in keys:
-                if key is not None:
-                    dedupe.add(key, at)
+            dedupe.extend(keys, at)
 
 
 class _CheckpointWriter:

@@ -61,6 +61,33 @@ class DedupeWindow:
             if seen.get(old) == old_start:  # not added again since, in a newer bucket
                 del seen[old]
 
+    def extend(self, keys: list[Any], at: int) -> None:
+        """Keys that arrived together (one journal row, on restore, oldest rows first): one
+        bucket and one dict update for all of them, then the bounds applied in full."""
+        digests = [hash(key) for key in keys if key is not None]
+        if not digests:
+            return
+        buckets = self._buckets
+        start = at - at % DEDUPE_BUCKET_MS
+        if not buckets or buckets[-1][0] < start:
+            buckets.append((start, deque()))
+        bucket_start, members = buckets[-1]
+        self._seen.update(dict.fromkeys(digests, bucket_start))
+        members.extend(digests)
+        self._count += len(digests)
+        seen = self._seen
+        horizon = at - self.max_age_ms
+        while buckets and (self._count > self.max_keys or buckets[0][0] + DEDUPE_BUCKET_MS <= horizon):
+            old_start, old_members = buckets[0]
+            excess = min(len(old_members), max(self._count - self.max_keys, 0) or len(old_members))
+            for _ in range(excess):
+                old = old_members.popleft()
+                if seen.get(old) == old_start:
+                    del seen[old]
+            self._count -= excess
+            if not old_members:
+                buckets.popleft()
+
     def discard(self, key: Any) -> None:
         """Forget one key (its bucket's count is settled when the bucket expires)."""
         self._seen.pop(hash(key), None)

@@ -75,3 +75,21 @@ def test_the_dedupe_window_lets_old_keys_go_a_few_at_a_time_oldest_first() -> No
     before = len(window)
     window.add(("g", "new"), later)
     assert before + 1 - len(window) == EVICT_PER_ADD
+
+
+def test_keys_restored_together_are_bounded_like_keys_added_one_by_one() -> None:
+    from app.store import DedupeWindow
+
+    t0 = 1_800_000_000_000
+    one, many = DedupeWindow(max_keys=1_000), DedupeWindow(max_keys=1_000)
+    rows = [([("g", f"e{r}-{n}") for n in range(300)], t0 + r * 1_500) for r in range(10)]
+    for keys, at in rows:
+        many.extend(keys, at)
+        for key in keys:
+            one.add(key, at)
+    now = t0 + 20_000
+    assert len(many) == 1_000
+    kept = {key for keys, _ in rows for key in keys if many.seen(key, now)}
+    newest = [key for keys, _ in rows for key in keys][-1_000:]
+    assert kept == set(newest)  # the newest thousand, the oldest went first
+    assert {key for keys, _ in rows for key in keys if one.seen(key, now)} == kept
