@@ -10,6 +10,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.journal import JournalError
+
 
 def error_body(code: str, message: str, details: list[dict[str, Any]]) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
@@ -39,6 +41,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
         headers = {name.decode(): value.decode() for name, value in exc.headers}
         return JSONResponse(exc.body, status_code=exc.status, headers=headers or None)
+
+    @app.exception_handler(JournalError)
+    async def _journal(request: Request, exc: JournalError) -> JSONResponse:
+        # a route that needed the journal (taking a gateway's lock, say) while it cannot commit
+        return JSONResponse(error_body("journal_unavailable", f"nothing was applied: {exc}; retry later", []),
+                            status_code=503, headers={"retry-after": "1"})
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

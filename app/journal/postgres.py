@@ -246,13 +246,19 @@ class PostgresJournal(GroupCommitJournal):
             pass
         lost = list(self._held)
         self._held = {}
-        with self._cond:
-            asked, self._control = self._control, []
-        for control in asked:  # a lock taken on a dead connection would be no lock
-            self._to_loop(_settle, control.done, None, RuntimeError("the journal's connection closed"))
+        self._lost_connection()
         if lost:
             log.warning("the journal's connection closed: %d gateways are no longer this instance's", len(lost))
             self._to_loop(self._lost, lost)
+
+    def _lost_connection(self) -> None:
+        # Also when the connection could not even be opened: what was asked of it fails now,
+        # rather than waiting for a connection that may not come back (a lock taken on a dead
+        # connection would be no lock anyway).
+        with self._cond:
+            asked, self._control = self._control, []
+        for control in asked:
+            self._to_loop(_settle, control.done, None, JournalError("the journal's connection closed"))
 
     def _idle_wait_s(self) -> float | None:
         return PING_EVERY_S

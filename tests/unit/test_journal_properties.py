@@ -136,7 +136,8 @@ class PostgresBackend:
         return True
 
     async def send(self, events: list[Event], now: int) -> None:
-        if not await self.ownership.claim("g"):  # what ingest does first
+        # what ingest does first; bounded, so that a claim nobody answers fails the example
+        if not await asyncio.wait_for(self.ownership.claim("g"), 10):
             raise JournalError("gateway_moving")
         future = self.journal.submit(records.events_record(events, now))
         assert future is not None
@@ -149,7 +150,7 @@ class PostgresBackend:
         self.journal.close()
         self.faults.heal()
         self._open()
-        await self.ownership.claim("g")  # the gateway's next request
+        await asyncio.wait_for(self.ownership.claim("g"), 10)  # the gateway's next request
 
     def close(self) -> None:
         self.journal.close()
