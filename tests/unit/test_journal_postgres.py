@@ -25,6 +25,7 @@ from app.journal import JournalError
 from app.journal.postgres import PostgresJournal
 from app.ownership import SharedOwnership
 from app.store import Store
+from tests.support.pg_faults import PgFaults
 
 pytestmark = pytest.mark.anyio
 
@@ -208,4 +209,20 @@ async def test_a_commit_whose_outcome_is_unknown_is_applied_exactly_once_after_t
         assert a.store.find("g1", "s").queue_depth == 2
     finally:
         UnknownCommit.armed = False
+        a.close()
+
+
+async def test_a_gateway_claimed_while_the_database_refuses_connections_fails_fast_and_heals(postgres_url: str) -> None:
+    faults = PgFaults()
+    a = Instance(postgres_url, "a", connection_class=faults.connection_class())
+    try:
+        faults.fail("writer")  # before the writer's first connection: it is refused, not dropped
+        with pytest.raises(JournalError):  # ingest answers 503: the forwarder retries
+            await asyncio.wait_for(a.ownership.claim("g1"), 10)  # (it used to wait forever)
+        assert not a.journal.owns("g1")
+        faults.heal()
+        await until(lambda: a.journal.status().ready)
+        await play(a, T0)
+        assert a.store.find("g1", "k1").state == "idle"
+    finally:
         a.close()
