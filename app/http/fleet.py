@@ -33,11 +33,11 @@ def wants_keys(request: Request) -> bool:
     return request.headers.get(FLEET_HEADER) == "local"
 
 
-def _live_s(request: Request) -> float:
+def live_within_s(request: Request) -> float:
     return max(5.0, 3 * service_of(request).settings.scan_interval_ms / 1000)
 
 
-def _headers(request: Request) -> dict[str, str]:
+def forwarded_headers(request: Request) -> dict[str, str]:
     """The caller's credentials, as a bearer token (a page's cookie was checked here, with its
     CSRF token, before anything is forwarded), and the mark of a local answer."""
     headers = {FLEET_HEADER: "local"}
@@ -52,12 +52,12 @@ async def ask_all(request: Request, path: str, params: dict[str, Any], method: s
     """(instance, answer) of every live instance, and the instances that did not answer."""
     journal = service_of(request).journal
     entries = await asyncio.to_thread(journal.instances)  # type: ignore[attr-defined]
-    live_s = _live_s(request)
+    live_s = live_within_s(request)
     live = [entry for entry in entries if entry.age_s <= live_s and entry.url]
     missing = [{"instance": entry.id, "gateways": len(entry.gateways),
                 "reason": f"no heartbeat for {entry.age_s:.0f} s"}
                for entry in entries if entry.age_s > live_s and entry.gateways]
-    headers = _headers(request)
+    headers = forwarded_headers(request)
     query = {name: value for name, value in params.items() if value is not None}
     async with httpx.AsyncClient(timeout=ASK_TIMEOUT_S) as client:
         async def one(url: str) -> Any:
@@ -147,7 +147,7 @@ async def owner_of(request: Request, gateway: str) -> str | None:
     if owner is None or owner == journal.instance_id:  # type: ignore[attr-defined]
         return None
     entries = await asyncio.to_thread(journal.instances)  # type: ignore[attr-defined]
-    live_s = _live_s(request)
+    live_s = live_within_s(request)
     for entry in entries:
         if entry.id == owner and entry.url and entry.age_s <= live_s:
             return entry.url
@@ -157,7 +157,7 @@ async def owner_of(request: Request, gateway: str) -> str | None:
 
 async def forward(request: Request, url: str) -> Response:
     """The same request, to the owner; its answer as it is."""
-    headers = _headers(request)
+    headers = forwarded_headers(request)
     if "content-type" in request.headers:
         headers["content-type"] = request.headers["content-type"]
     try:
@@ -189,10 +189,10 @@ async def ask_all_quietly(request: Request, path: str) -> tuple[list[Any], list[
     """Like ask_all, keeping only the 200 answers (a 404 from an instance is no failure here)."""
     journal = service_of(request).journal
     entries = await asyncio.to_thread(journal.instances)  # type: ignore[attr-defined]
-    live_s = _live_s(request)
+    live_s = live_within_s(request)
     me = journal.instance_id  # type: ignore[attr-defined]
     live = [entry for entry in entries if entry.age_s <= live_s and entry.url and entry.id != me]
-    headers = _headers(request)
+    headers = forwarded_headers(request)
     async with httpx.AsyncClient(timeout=ASK_TIMEOUT_S) as client:
         results = await asyncio.gather(*(client.get(entry.url.rstrip("/") + path, headers=headers) for entry in live),
                                        return_exceptions=True)

@@ -18,7 +18,9 @@ from fastapi.responses import StreamingResponse
 
 from app.changes import Change, ChangeFeed
 from app.http.auth import require_token, scope_of, service_of
+from app.http import fleet_stream
 from app.http.errors import ApiError
+from app.http.fleet import is_fleet_read
 
 KEEPALIVE_S = 15.0
 RETRY_MS = 2_000  # how long EventSource waits before it reconnects
@@ -38,8 +40,10 @@ def frame(change: Change) -> bytes:
                      "description": "events attention.opened|changed|cleared, recovery.requested|completed, "
                                     "gateway.silent|back; `reset` when the backlog no longer holds Last-Event-ID"}},
 )
-async def stream(request: Request, lastEventId: str | None = Query(None, max_length=32)) -> StreamingResponse:
+async def stream(request: Request, lastEventId: str | None = Query(None, max_length=1024)) -> StreamingResponse:
     raw = request.headers.get("last-event-id") or lastEventId
+    if is_fleet_read(request):
+        return await fleet_stream.stream(request, raw)
     try:
         last_id = int(raw) if raw else None
     except ValueError:

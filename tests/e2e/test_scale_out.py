@@ -9,6 +9,7 @@ gateway moving) or a cut connection (an instance that died).
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -256,3 +257,56 @@ def test_a_fourth_instance_joins_and_takes_its_share_by_handover(fleet: Fleet) -
         (queue,) = [item for item in fleet.local_sessions(after[gateway][0])
                     if item["gatewayId"] == gateway and item["sessionKey"] == "queue"]
         assert queue["queueDepth"] == sent[gateway]  # nothing lost or doubled by the handover
+
+
+def read_frames(client: httpx.Client, headers: dict[str, str], want: int, timeout: float = 20.0,
+                event: str | None = None, gateway: str | None = None) -> list[dict[str, str]]:
+    """GET /v1/stream's events, each as {id, event, data}, until `want` of them (of `event`,
+    of `gateway`)."""
+    frames: list[dict[str, str]] = []
+    deadline = time.monotonic() + timeout
+    with client.stream("GET", "/v1/stream", headers=headers, timeout=httpx.Timeout(5.0, read=timeout)) as response:
+        assert response.status_code == 200
+        current: dict[str, str] = {}
+        for line in response.iter_lines():
+            if line == "":
+                if "event" in current and "id" in current:
+                    frames.append(current)
+                    if sum(1 for f in frames if event in (None, f["event"])
+                           and gateway in (None, json.loads(f["data"])["gatewayId"])) >= want:
+                        return frames
+                current = {}
+            elif ":" in line and not line.startswith(":"):
+                name, _, value = line.partition(": ")
+                current[name] = value
+            assert time.monotonic() < deadline, frames
+    return frames
+
+
+def test_the_change_stream_of_any_instance_carries_every_instance_s_changes(fleet: Fleet) -> None:
+    fleet.start(0, 1, 2)
+    gateways = GATEWAYS[:9]
+    for gateway in gateways:  # known to their owners first, so the stream's openings are all ours
+        fleet.post(gateway, [keepalive(gateway)])
+    reader = fleet.instances[0].client
+    got: list[dict[str, str]] = []
+    thread = threading.Thread(target=lambda: got.extend(read_frames(reader, {}, len(gateways), event="attention.opened")),
+                              daemon=True)
+    thread.start()
+    time.sleep(1.5)  # the merged stream has asked every instance
+    for gateway in gateways:
+        fleet.post(gateway, stuck_events(gateway, "stuck"))
+    thread.join(30)
+    opened = [f for f in got if f["event"] == "attention.opened"]
+    assert sorted(json.loads(f["data"])["gatewayId"] for f in opened) == gateways
+    owners = fleet.owners()
+    assert len({owners[g][0] for g in gateways}) > 1  # changes of several instances, on one stream
+    # every id names a position in each instance's own stream; resuming from the last one
+    # replays nothing already seen, and carries what came since
+    last = got[-1]["id"]
+    assert all("=" in part for part in last.split(","))
+    fleet.post(gateways[0], stuck_events(gateways[0], "stuck-again"))
+    after = read_frames(reader, {"Last-Event-ID": last}, 1, event="attention.opened", gateway=gateways[0])
+    seen = {json.loads(f["data"])["id"] for f in got}
+    assert not [f for f in after if json.loads(f["data"])["id"] in seen]
+    assert json.loads(after[-1]["data"])["sessionKey"] == "stuck-again"
