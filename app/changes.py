@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.clock import Clock
 from app.queries import Scope, visible
-from app.store import GatewayInfo, Store
+from app.store import GatewayInfo, Session, Store
 from app.vocabulary import (
     ATTENTION_CHANGED,
     ATTENTION_CLEARED,
@@ -191,14 +191,7 @@ class ChangeWatcher:
     def _tick(self, now: int) -> None:
         if self._silent is None:  # the first tick: what a restart restored is known, not new
             self._silent = {info.gateway_id for info in self.store.gateway_infos() if self.is_silent(info, now)}
-            for session in self.store.considered():
-                attention = session.attention
-                if attention is not None and (session.gateway, session.key) not in self._open:
-                    self._open[(session.gateway, session.key)] = {
-                        "sessionKey": session.session_key, "sessionId": session.session_id,
-                        "sessionHash": self.session_hash(session.session_key or session.session_id),
-                        "eventType": attention.event_type, "reason": attention.reason,
-                    }
+            self._known(self.store.considered())
         for key, fields in list(self._open.items()):
             session = self.store.session(*key)
             if session is None or session.attention is None:
@@ -217,6 +210,33 @@ class ChangeWatcher:
             if self.store.gateway_info(gateway) is not None:  # an evicted gateway did not come back
                 self.feed.publish(GATEWAY_BACK, gateway, {})
         self._silent = silent
+
+    def on_ownership(self, kind: str, gateway: str) -> None:
+        """A gateway came to this instance or left it (app/ownership.py). Neither is news: its
+        open attention and its silence were published by the instance that had it, which
+        publishes nothing more for it (a gateway's sessions leaving is no `attention.cleared`),
+        and this one publishes what changes from now on."""
+        if kind == "left":
+            for key in [key for key in self._open if key[0] == gateway]:
+                del self._open[key]
+            if self._silent is not None:
+                self._silent.discard(gateway)
+        elif kind == "arrived" and self._silent is not None:  # before the first tick, it adopts all
+            self._known(self.store.sessions_of(gateway))
+            info = self.store.gateway_info(gateway)
+            if info is not None and self.is_silent(info, self.feed.clock.now_ms()):
+                self._silent.add(gateway)
+
+    def _known(self, sessions: Iterable[Session]) -> None:
+        """Attention the sessions already had when they came (restored, or taken over)."""
+        for session in sessions:
+            attention = session.attention
+            if attention is not None and (session.gateway, session.key) not in self._open:
+                self._open[(session.gateway, session.key)] = {
+                    "sessionKey": session.session_key, "sessionId": session.session_id,
+                    "sessionHash": self.session_hash(session.session_key or session.session_id),
+                    "eventType": attention.event_type, "reason": attention.reason,
+                }
 
     def _recovery_fields(self, entry: dict[str, Any]) -> dict[str, Any]:
         fields = {k: v for k, v in entry.items() if k != "gatewayId"}

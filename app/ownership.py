@@ -32,10 +32,17 @@ log = logging.getLogger("openclaw.diagnostics.ownership")
 RETRY_AFTER_S = 1  # what a 503 gateway_moving asks the forwarder to wait
 
 
+# what a listener is told: ("arrived" | "left", gateway)
+Listener = Callable[[str, str], None]
+
+
 class EveryGateway:
     """One instance: every gateway is this one's."""
 
     shared = False
+
+    def __init__(self) -> None:
+        self.listeners: list[Listener] = []  # nothing ever arrives or leaves
 
     def owns(self, gateway: str) -> bool:
         return True
@@ -58,11 +65,12 @@ class SharedOwnership:
 
     shared = True
 
-    def __init__(self, journal: PostgresJournal, *, interval_ms: int,
-                 moved: Callable[[str], None] = lambda gateway: None) -> None:
+    def __init__(self, journal: PostgresJournal, *, interval_ms: int) -> None:
         self.journal = journal
         self.interval_s = interval_ms / 1000
-        self._moved = moved  # a gateway is no longer this instance's (its series stop)
+        # told when a gateway becomes this instance's or stops being it (its series stop, its
+        # changes are published by its new owner)
+        self.listeners: list[Listener] = []
         self._moving: set[str] = set()
         self._claims: dict[str, asyncio.Task[bool]] = {}
         self._seen_free: set[str] = set()
@@ -86,13 +94,23 @@ class SharedOwnership:
             return True
         task = self._claims.get(gateway)
         if task is None:
-            task = self._claims[gateway] = asyncio.ensure_future(self.journal.take(gateway))
+            task = self._claims[gateway] = asyncio.ensure_future(self._take(gateway))
             task.add_done_callback(lambda _, g=gateway: self._claims.pop(g, None))
         if await asyncio.shield(task):
             return True
         if ask:
             await asyncio.to_thread(self.journal.ask_handover, gateway)
         return False
+
+    async def _take(self, gateway: str) -> bool:
+        taken = await self.journal.take(gateway)
+        if taken:
+            self._tell("arrived", gateway)
+        return taken
+
+    def _tell(self, kind: str, gateway: str) -> None:
+        for listener in self.listeners:
+            listener(kind, gateway)
 
     def _handover_asked(self, gateway: str) -> None:
         if gateway in self._moving or gateway in self._claims:
@@ -110,11 +128,11 @@ class SharedOwnership:
             log.exception("handing a gateway over failed")
         finally:
             self._moving.discard(gateway)
-            self._moved(gateway)
+            self._tell("left", gateway)
 
     def _lost(self, gateways: list[str]) -> None:
         for gateway in gateways:
-            self._moved(gateway)
+            self._tell("left", gateway)
 
     # -- adoption and the registry's heartbeat ---------------------------------------------------
 

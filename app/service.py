@@ -84,7 +84,7 @@ class Service:
         self.operator_entries = settings.operator_entries()  # who may act (named, for the audit log)
         # which gateways are this instance's: all of them, or those whose lock it holds
         self.ownership: EveryGateway | SharedOwnership = (
-            SharedOwnership(self.journal, interval_ms=settings.scan_interval_ms, moved=self.recorder.gateway_moved)
+            SharedOwnership(self.journal, interval_ms=settings.scan_interval_ms)
             if isinstance(self.journal, PostgresJournal) else EveryGateway())
         self.store = Store(max_clock_skew_ms=settings.max_clock_skew_ms, tracker=self.journal.tracker,
                            max_gateways=settings.max_gateways)
@@ -102,6 +102,9 @@ class Service:
                                 session_hash=lambda value: self.session_ids.hash(value) if value else None)
         self.monitor.listeners.append(watcher.on_monitor)
         self.coordinator.listeners.append(watcher.on_coordinator)
+        self.ownership.listeners.append(watcher.on_ownership)
+        self.ownership.listeners.append(
+            lambda kind, gateway: self.recorder.gateway_moved(gateway) if kind == "left" else None)
         self.actions = Actions(self)  # what an operator may do (app/actions.py)
         self.notifier = Notifier(self.changes, parse_targets(settings.notify), clock=self.clock,
                                  recorder=self.recorder, public_url=settings.public_url)

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
+import msgspec
 import pytest
 
 from app.changes import SUBSCRIBER_QUEUE, ChangeFeed, ChangeWatcher
 from app.clock import ManualClock
+from app.events import Event
+from app.store import GatewayInfo, Session, Store
 from tests.unit.test_monitor import T0, S, harness
 
 pytestmark = pytest.mark.anyio
@@ -87,6 +90,42 @@ async def test_a_restart_does_not_announce_what_it_restored_but_clears_it():
     h.post("session.state", 36, sessionKey="s1", state="idle")
     watcher.on_monitor("tick", {"now": h.clock.now})
     (cleared,) = fresh.since(start, None)[0]
+    assert (cleared.event, cleared.data["previous"]["reason"]) == ("attention.cleared", "stale_session_state")
+
+
+async def test_a_gateway_that_changes_hands_is_no_news_and_its_new_owner_clears_it():
+    # two instances: `h` has the gateway and opened its attention; the other (its own store,
+    # feed and watcher, already ticking) takes the gateway over, as a handover does: the old owner
+    # forgets it and says so, the new one loads the sessions as they were checkpointed
+    h = harness(warn_s=30, tick_s=5, gateway_silence_ms=10**9)
+    h.post("session.state", 0, sessionKey="s1", state="processing")
+    await h.run_until(35, 5)
+    assert ("attention.opened", "stale_session_state") in events(h)
+    store, feed = Store(), ChangeFeed(h.clock)
+    watcher = ChangeWatcher(feed, store, is_silent=lambda info, now: False, session_hash=lambda v: v)
+    watcher.on_monitor("tick", {"now": h.clock.now})
+
+    taken = [Session.from_state(s.to_state()) for s in h.store.sessions_of("default")]
+    info = GatewayInfo.from_state(h.store.gateway_info("default").to_state())
+    before = len(events(h))
+    h.store.forget_gateway("default")
+    for listener in h.service.ownership.listeners:  # what SharedOwnership tells when a gateway leaves
+        listener("left", "default")
+    await h.tick_at(40)
+    # not "cleared": the session is still stuck, elsewhere
+    assert [e for e in events(h)[before:] if e[0].startswith("attention.")] == []
+
+    store.restore_gateway(info)
+    for session in taken:
+        store.restore_session(session)
+    watcher.on_ownership("arrived", "default")
+    watcher.on_monitor("tick", {"now": h.clock.now})
+    assert feed.published == 0  # not "opened" again: the fleet's readers know it already
+    at = h.clock.now + 1
+    store.apply_event(msgspec.convert({"type": "session.state", "ts": at, "sessionKey": "s1", "state": "idle"},
+                                      Event), at)
+    watcher.on_monitor("tick", {"now": at})
+    (cleared,) = feed.since(T0 * 1000, None)[0]
     assert (cleared.event, cleared.data["previous"]["reason"]) == ("attention.cleared", "stale_session_state")
 
 

@@ -136,12 +136,18 @@ async def test_a_crash_and_a_new_instance_restore_the_same_state(postgres_url: s
 
 async def test_one_owner_at_a_time_and_handover_on_demand(postgres_url: str) -> None:
     a, b = Instance(postgres_url, "a"), Instance(postgres_url, "b")
+    told: list[tuple[str, str, str]] = []  # what the change watcher and the metrics hear
+    a.ownership.listeners.append(lambda kind, gateway: told.append(("a", kind, gateway)))
+    b.ownership.listeners.append(lambda kind, gateway: told.append(("b", kind, gateway)))
     try:
         await play(a, T0)
         assert not await b.ownership.claim("g1")  # a holds it: b asks for it and says "moving"
         await until(lambda: not a.journal.owns("g1"))  # a let go (NOTIFY), after its records
         assert states(a.store) == {}
         assert await b.ownership.claim("g1")  # the forwarder's retry
+        await until(lambda: ("a", "left", "g1") in told)
+        assert [t for t in told if t[0] == "a"] == [("a", "arrived", "g1"), ("a", "left", "g1")]
+        assert [t for t in told if t[0] == "b"] == [("b", "arrived", "g1")]
         await b.send([ev("message.queued", T0 + 900, sessionKey="k2", source="y")])
         assert b.store.find("g1", "k2").queue_depth == 3
         # a fenced-out instance cannot write for the gateway, even if something still asks
