@@ -83,8 +83,8 @@ class Queries(Protocol):
 
     def gateways(self, scope: Scope) -> list[dict[str, Any]]: ...
 
-    def overview(self, scope: Scope) -> dict[str, Any]:
-        """What the status page's overview shows."""
+    def overview(self, scope: Scope, *, with_keys: bool = False) -> dict[str, Any]:
+        """What the status page's overview shows; `with_keys`: its items carry their `sortKey`."""
 
     def session_counts(self) -> Iterable[SessionCount]:
         """For the sessions gauge: by gateway, state and attention (never scoped)."""
@@ -343,7 +343,7 @@ class LocalQueries:
         items.sort(key=lambda g: g["gatewayId"])
         return items
 
-    def overview(self, scope: Scope) -> dict[str, Any]:
+    def overview(self, scope: Scope, *, with_keys: bool = False) -> dict[str, Any]:
         """Counts, the sessions under attention (most severe, oldest first), gateways. Walks only
         the sessions the monitor considers, never every session."""
         service = self.service
@@ -375,7 +375,7 @@ class LocalQueries:
             "now": now,
             "counts": {label: counts[label] for label in ("stuck", "stalled", "long_running")},
             "underAttention": len(under),
-            "items": [self.session_json(s) for s in heapq.nsmallest(OVERVIEW_LIMIT, under, key=sort_key)],
+            "items": [self._overview_item(s, with_keys) for s in heapq.nsmallest(OVERVIEW_LIMIT, under, key=sort_key)],
             "sessions": {"total": sum(by_state.values()),
                          "byState": {k: by_state[k] for k in ("processing", "waiting", "idle")}},
             "gateways": gateways,
@@ -388,6 +388,12 @@ class LocalQueries:
                 "recoveryMode": settings.recovery_mode,
             },
         }
+
+    def _overview_item(self, session: Session, with_keys: bool) -> dict[str, Any]:
+        item = self.session_json(session)
+        if with_keys:
+            item["sortKey"] = list(sort_key(session))
+        return item
 
     def session_counts(self) -> Iterable[SessionCount]:
         # (gateway, state, attention label, reason, on the needs-human list) -> sessions

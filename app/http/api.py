@@ -47,12 +47,12 @@ async def list_sessions(
 async def get_session(request: Request, sessionKey: str,
                       gatewayId: str | None = Query(None, max_length=128)) -> Any:
     if gatewayId is not None and (owner := await fleet.owner_of(request, gatewayId)):
-        return await fleet.forward(request, owner)
+        return await fleet.forward(request, owner, fleet.session_path(sessionKey))
+    if gatewayId is None and fleet.is_fleet_read(request):
+        return await fleet.find_session(request, sessionKey)
     try:
         return await queries_of(request).session_detail(scope_of(request), sessionKey, gatewayId)
     except UnknownSession:
-        if gatewayId is None and (found := await fleet.find_session(request, sessionKey)) is not None:
-            return found
         raise ApiError(404, "not_found", f"no session {sessionKey!r}",
                        [{"loc": ["path", "sessionKey"], "msg": "unknown session"}]) from None
     except AmbiguousSession as exc:

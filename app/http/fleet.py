@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import quote
 
 import httpx
-import orjson
 from fastapi import Request, Response
 
 from app.http.auth import service_of, token_from
@@ -120,6 +120,31 @@ async def attention(request: Request) -> dict[str, Any]:
     return merged
 
 
+async def overview(request: Request, gateway: str | None, limit: int) -> dict[str, Any]:
+    """The status page's overview for the fleet: counts summed, the most severe sessions of
+    every instance in one order, every gateway; this instance's own monitor settings."""
+    answered, missing = await ask_all(request, "/ui/state.json", {"gatewayId": gateway})
+    if not answered:
+        raise ApiError(503, "fleet_unavailable", "no instance answered; retry",
+                       headers=[(b"retry-after", b"1")])
+    mine = service_of(request).journal.instance_id  # type: ignore[attr-defined]
+    own = next((body for name, body in answered if name == mine), answered[0][1])
+    items = sorted((item for _, body in answered for item in body["items"]), key=lambda item: item["sortKey"])
+    for item in items:
+        del item["sortKey"]
+    by_state = {state: sum(body["sessions"]["byState"][state] for _, body in answered)
+                for state in own["sessions"]["byState"]}
+    return {
+        **own,
+        "counts": {label: sum(body["counts"][label] for _, body in answered) for label in own["counts"]},
+        "underAttention": sum(body["underAttention"] for _, body in answered),
+        "items": items[:limit],
+        "sessions": {"total": sum(body["sessions"]["total"] for _, body in answered), "byState": by_state},
+        "gateways": sorted((g for _, body in answered for g in body["gateways"]), key=lambda g: g["gatewayId"]),
+        "instances": {"answered": sorted(name for name, _ in answered), "missing": missing},
+    }
+
+
 async def recoveries(request: Request, body: dict[str, Any]) -> dict[str, Any]:
     """A bulk recovery fans out: each instance acts on its own sessions, paced per gateway."""
     answered, missing = await ask_all(request, "/v1/recoveries", {}, method="POST", body=body)
@@ -155,14 +180,14 @@ async def owner_of(request: Request, gateway: str) -> str | None:
                    headers=[(b"retry-after", b"2")])
 
 
-async def forward(request: Request, url: str) -> Response:
-    """The same request, to the owner; its answer as it is."""
+async def forward(request: Request, url: str, path: str | None = None) -> Response:
+    """The same request (to `path`, if given), to the owner; its answer as it is."""
     headers = forwarded_headers(request)
     if "content-type" in request.headers:
         headers["content-type"] = request.headers["content-type"]
     try:
         async with httpx.AsyncClient(timeout=ASK_TIMEOUT_S) as client:
-            answer = await client.request(request.method, url.rstrip("/") + request.url.path,
+            answer = await client.request(request.method, url.rstrip("/") + (path or request.url.path),
                                           params=request.query_params, content=await request.body(), headers=headers)
     except httpx.HTTPError as exc:
         raise ApiError(503, "owner_unavailable", f"the gateway's instance did not answer ({type(exc).__name__}); retry",
@@ -171,31 +196,37 @@ async def forward(request: Request, url: str) -> Response:
                     media_type=answer.headers.get("content-type", "application/json"))
 
 
-async def find_session(request: Request, key: str) -> Response | None:
-    """A session named without its gateway and not held here: the instance that holds it."""
-    if not service_of(request).ownership.shared or request.headers.get(FLEET_HEADER) == "local":
-        return None
-    answered, _ = await ask_all_quietly(request, f"/v1/sessions/{key}")
-    if len(answered) == 1:
-        return Response(content=orjson.dumps(answered[0]), media_type="application/json")
-    if len(answered) > 1:
-        raise ApiError(409, "ambiguous_session", f"{len(answered)} gateways have a session {key!r}; name one "
-                       "with ?gatewayId=", [{"loc": ["query", "gatewayId"], "msg": item["gatewayId"]}
-                                            for item in answered])
-    return None
+def session_path(key: str) -> str:
+    """The read API's address of one session (a key may hold any character)."""
+    return "/v1/sessions/" + quote(key, safe="")
 
 
-async def ask_all_quietly(request: Request, path: str) -> tuple[list[Any], list[dict[str, Any]]]:
-    """Like ask_all, keeping only the 200 answers (a 404 from an instance is no failure here)."""
+async def find_session(request: Request, key: str) -> dict[str, Any]:
+    """A session named without its gateway, looked for on every live instance: the one that
+    holds it answers; none is a 404, several (on one instance or more) a 409 naming them."""
     journal = service_of(request).journal
     entries = await asyncio.to_thread(journal.instances)  # type: ignore[attr-defined]
     live_s = live_within_s(request)
-    me = journal.instance_id  # type: ignore[attr-defined]
-    live = [entry for entry in entries if entry.age_s <= live_s and entry.url and entry.id != me]
     headers = forwarded_headers(request)
     async with httpx.AsyncClient(timeout=ASK_TIMEOUT_S) as client:
-        results = await asyncio.gather(*(client.get(entry.url.rstrip("/") + path, headers=headers) for entry in live),
+        results = await asyncio.gather(*(client.get(entry.url.rstrip("/") + session_path(key), headers=headers)
+                                         for entry in entries if entry.age_s <= live_s and entry.url),
                                        return_exceptions=True)
-    found = [result.json() for result in results
-             if isinstance(result, httpx.Response) and result.status_code == 200]
-    return found, []
+    found: list[dict[str, Any]] = []
+    gateways: list[str] = []
+    for result in results:
+        if not isinstance(result, httpx.Response):
+            continue
+        if result.status_code == 200:
+            found.append(result.json())
+            gateways.append(found[-1]["gatewayId"])
+        elif result.status_code == 409:  # several on that instance
+            gateways.extend(detail["msg"] for detail in result.json()["error"]["details"])
+    if len(gateways) == 1 and found:
+        return found[0]
+    if not gateways:
+        raise ApiError(404, "not_found", f"no session {key!r}",
+                       [{"loc": ["path", "sessionKey"], "msg": "unknown session"}])
+    raise ApiError(409, "ambiguous_session",
+                   f"{len(gateways)} gateways have a session {key!r}; name one with ?gatewayId=",
+                   [{"loc": ["query", "gatewayId"], "msg": gateway} for gateway in sorted(gateways)])

@@ -20,16 +20,17 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlencode
 
+import orjson
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from app.http import api, auth
+from app.http import api, auth, fleet
 from app.http.auth import COOKIE, authorize
 from app.http.errors import ApiError
-from app.queries import AmbiguousSession, UnknownSession, narrowed
+from app.queries import OVERVIEW_LIMIT, narrowed
 
 if TYPE_CHECKING:
     from app.service import Service
@@ -138,15 +139,21 @@ async def overview(request: Request, gatewayId: str | None = Query(None, max_len
     """The overview; `?gatewayId=` shows one gateway (the alerts link here: deploy/rules)."""
     if not _authorized(request):
         return _login_response(request)
-    state = _service(request).queries.overview(narrowed(auth.scope_of(request), gatewayId))
-    return _page(request, "overview", initial_state=state, data=_csrf(request))
+    return _page(request, "overview", initial_state=await _overview(request, gatewayId), data=_csrf(request))
 
 
 @router.get("/ui/state.json")
 async def state_json(request: Request, gatewayId: str | None = Query(None, max_length=128)) -> Response:
     auth.require_token(request)
-    state = _service(request).queries.overview(narrowed(auth.scope_of(request), gatewayId))
-    return JSONResponse(state, headers={"Cache-Control": "no-store"})
+    return JSONResponse(await _overview(request, gatewayId), headers={"Cache-Control": "no-store"})
+
+
+async def _overview(request: Request, gateway: str | None) -> dict[str, Any]:
+    """This instance's overview, or with several instances, the fleet's (app/http/fleet.py)."""
+    if fleet.is_fleet_read(request):
+        return await fleet.overview(request, gateway, OVERVIEW_LIMIT)
+    return _service(request).queries.overview(narrowed(auth.scope_of(request), gateway),
+                                              with_keys=fleet.wants_keys(request))
 
 
 @router.get("/ui/session", response_class=HTMLResponse)
@@ -158,15 +165,17 @@ async def session_page(
     if not _authorized(request):
         return _login_response(request)
     try:
-        item = await _service(request).queries.session_detail(auth.scope_of(request), sessionKey, gatewayId)
-    except AmbiguousSession as exc:
-        base = _base(request)
-        choices = [(gateway, session_href(base, gateway, sessionKey)) for gateway in exc.gateways]
-        return _page(request, "message", "Which gateway?", 409, heading="Which gateway?",
-                     session_key=sessionKey, choices=choices)
-    except UnknownSession:
-        return _page(request, "message", "Unknown session", 404, heading="Unknown session",
-                     session_key=sessionKey, choices=[])
+        item = await _session_detail(request, sessionKey, gatewayId)
+    except ApiError as exc:
+        if exc.status == 409:
+            base = _base(request)
+            choices = [(d["msg"], session_href(base, d["msg"], sessionKey)) for d in exc.details]
+            return _page(request, "message", "Which gateway?", 409, heading="Which gateway?",
+                         session_key=sessionKey, choices=choices)
+        if exc.status == 404:
+            return _page(request, "message", "Unknown session", 404, heading="Unknown session",
+                         session_key=sessionKey, choices=[])
+        raise
     key = item.get("sessionKey") or item.get("sessionId") or ""
     # app.js polls /ui/session.json with these two, and acts with the CSRF token of the sign-in
     return _page(request, "session", key, data={"gateway": item["gatewayId"], "key": key, **_csrf(request)},
@@ -180,9 +189,20 @@ async def session_json_route(
     gatewayId: str | None = Query(None, max_length=128),
 ) -> Response:
     auth.require_token(request)
-    # the read API's own handler: same lookup, same 404/409 envelope, same representation
-    item = await api.get_session(request, sessionKey=sessionKey, gatewayId=gatewayId)
-    return JSONResponse(item, headers={"Cache-Control": "no-store"})
+    return JSONResponse(await _session_detail(request, sessionKey, gatewayId), headers={"Cache-Control": "no-store"})
+
+
+async def _session_detail(request: Request, key: str, gateway: str | None) -> dict[str, Any]:
+    """The read API's own handler: same lookup (at the gateway's owner, with several
+    instances), same 404/409 as an ApiError, same representation."""
+    item = await api.get_session(request, sessionKey=key, gatewayId=gateway)
+    if isinstance(item, Response):  # another instance's answer, as it gave it
+        body = orjson.loads(item.body)
+        if item.status_code != 200:
+            error = body["error"]
+            raise ApiError(item.status_code, error["code"], error["message"], error["details"])
+        return body
+    return item
 
 
 @router.post("/ui/login")

@@ -160,6 +160,18 @@ def test_gateways_spread_and_every_session_is_classified_by_exactly_one_instance
     assert detail.json()["attention"]["eventType"] == "session.stuck"
     ambiguous = fleet.instances[other].client.get("/v1/sessions/stuck")
     assert ambiguous.status_code == 409  # every gateway has a "stuck": the fleet is asked, and says so
+    # the status page, from any instance, is the fleet's: its overview and another owner's session
+    state = fleet.instances[other].client.get("/ui/state.json").json()
+    assert state["counts"]["stuck"] == state["underAttention"] == len(GATEWAYS)
+    assert sorted(item["gatewayId"] for item in state["items"]) == GATEWAYS
+    assert [g["gatewayId"] for g in state["gateways"]] == GATEWAYS
+    assert state["instances"]["answered"] == ["i0", "i1", "i2"]
+    one = fleet.instances[other].client.get("/ui/state.json", params={"gatewayId": gateway}).json()
+    assert [item["gatewayId"] for item in one["items"]] == [gateway] and one["sessions"]["total"] == 1
+    page = fleet.instances[other].client.get("/ui/session", params={"sessionKey": "stuck", "gatewayId": gateway})
+    assert page.status_code == 200 and gateway in page.text
+    which = fleet.instances[other].client.get("/ui/session", params={"sessionKey": "stuck"})
+    assert which.status_code == 409 and all(g in which.text for g in GATEWAYS)
 
 
 def test_kill_9_of_one_instance_under_load_moves_its_gateways_and_loses_nothing(fleet: Fleet) -> None:
