@@ -172,7 +172,7 @@ class Session:
     # sessionIds this key was linked to before its current one: they still resolve to it
     former_ids: list[str] | None = None
     # the newest journal record that carried an event of this session: where its recent events
-    # are read back from (app/journal.py, recent_events)
+    # are read back from (app/journal/interface.py, recent_events)
     last_row: int = 0
     # the turn being processed is a queued message (upstream's activeQueuedTurn): set when the
     # session enters processing with messages queued, cleared when it goes idle; the

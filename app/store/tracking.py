@@ -1,4 +1,4 @@
-"""How the store tells the journal what changed (app/journal.py, CheckpointTracker)."""
+"""How the store tells the journal what changed (app/journal/protocol.py, CheckpointTracker)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from app.store.model import Session
 
 
 class ChangeTracker(Protocol):
-    """Told of every change, so that a checkpoint can write only what changed (app/journal.py)."""
+    """Told of every change, so that a checkpoint can write only what changed (app/journal/protocol.py)."""
 
     def before_change(self, session: Session) -> None:
         """`session` is about to change (a checkpoint in progress copies it first)."""
