@@ -19,6 +19,7 @@ from fastapi import Request, Response
 from app.http.auth import service_of, token_from
 from app.http.cursors import encode_cursor
 from app.http.errors import ApiError
+from app.journal.postgres import InstanceEntry
 
 FLEET_HEADER = "x-openclaw-fleet"
 ASK_TIMEOUT_S = 3.0
@@ -33,8 +34,13 @@ def wants_keys(request: Request) -> bool:
     return request.headers.get(FLEET_HEADER) == "local"
 
 
-def live_within_s(request: Request) -> float:
-    return max(5.0, 3 * service_of(request).settings.scan_interval_ms / 1000)
+async def registry(request: Request) -> tuple[list[InstanceEntry], list[InstanceEntry]]:
+    """The instances PostgreSQL lists: (heard from lately, with an address; the others). An
+    instance heartbeats every scan interval."""
+    entries = await asyncio.to_thread(service_of(request).journal.instances)  # type: ignore[attr-defined]
+    live_s = max(5.0, 3 * service_of(request).settings.scan_interval_ms / 1000)
+    live = [entry for entry in entries if entry.age_s <= live_s and entry.url]
+    return live, [entry for entry in entries if entry not in live]
 
 
 def forwarded_headers(request: Request) -> dict[str, str]:
@@ -50,13 +56,10 @@ def forwarded_headers(request: Request) -> dict[str, str]:
 async def ask_all(request: Request, path: str, params: dict[str, Any], method: str = "GET",
                   body: Any = None) -> tuple[list[tuple[str, Any]], list[dict[str, Any]]]:
     """(instance, answer) of every live instance, and the instances that did not answer."""
-    journal = service_of(request).journal
-    entries = await asyncio.to_thread(journal.instances)  # type: ignore[attr-defined]
-    live_s = live_within_s(request)
-    live = [entry for entry in entries if entry.age_s <= live_s and entry.url]
+    live, others = await registry(request)
     missing = [{"instance": entry.id, "gateways": len(entry.gateways),
                 "reason": f"no heartbeat for {entry.age_s:.0f} s"}
-               for entry in entries if entry.age_s > live_s and entry.gateways]
+               for entry in others if entry.gateways]
     headers = forwarded_headers(request)
     query = {name: value for name, value in params.items() if value is not None}
     async with httpx.AsyncClient(timeout=ASK_TIMEOUT_S) as client:
@@ -171,10 +174,9 @@ async def owner_of(request: Request, gateway: str) -> str | None:
     owner = await asyncio.to_thread(journal.owner_of, gateway)  # type: ignore[attr-defined]
     if owner is None or owner == journal.instance_id:  # type: ignore[attr-defined]
         return None
-    entries = await asyncio.to_thread(journal.instances)  # type: ignore[attr-defined]
-    live_s = live_within_s(request)
-    for entry in entries:
-        if entry.id == owner and entry.url and entry.age_s <= live_s:
+    live, _ = await registry(request)
+    for entry in live:
+        if entry.id == owner:
             return entry.url
     raise ApiError(503, "owner_unavailable", f"gateway {gateway}'s instance ({owner}) does not answer; retry",
                    headers=[(b"retry-after", b"2")])
@@ -204,14 +206,11 @@ def session_path(key: str) -> str:
 async def find_session(request: Request, key: str) -> dict[str, Any]:
     """A session named without its gateway, looked for on every live instance: the one that
     holds it answers; none is a 404, several (on one instance or more) a 409 naming them."""
-    journal = service_of(request).journal
-    entries = await asyncio.to_thread(journal.instances)  # type: ignore[attr-defined]
-    live_s = live_within_s(request)
+    live, _ = await registry(request)
     headers = forwarded_headers(request)
     async with httpx.AsyncClient(timeout=ASK_TIMEOUT_S) as client:
         results = await asyncio.gather(*(client.get(entry.url.rstrip("/") + session_path(key), headers=headers)
-                                         for entry in entries if entry.age_s <= live_s and entry.url),
-                                       return_exceptions=True)
+                                         for entry in live), return_exceptions=True)
     found: list[dict[str, Any]] = []
     gateways: list[str] = []
     for result in results:

@@ -21,7 +21,7 @@ from fastapi.responses import StreamingResponse
 
 from app.http.auth import service_of
 from app.http.errors import ApiError
-from app.http.fleet import forwarded_headers, live_within_s
+from app.http.fleet import forwarded_headers, registry
 
 KEEPALIVE_S = 15.0
 RETRY_MS = 2_000
@@ -84,7 +84,6 @@ async def _relay(client: httpx.AsyncClient, name: str, url: str, headers: dict[s
 async def stream(request: Request, raw_last_id: str | None) -> StreamingResponse:
     position = parse_position(raw_last_id)
     service = service_of(request)
-    journal = service.journal
     headers = forwarded_headers(request)
     headers["accept"] = "text/event-stream"
 
@@ -102,8 +101,9 @@ async def stream(request: Request, raw_last_id: str | None) -> StreamingResponse
                     now = loop.time()
                     if now - looked >= LOOK_EVERY_S:
                         looked = now
-                        for entry in await asyncio.to_thread(journal.instances):  # type: ignore[attr-defined]
-                            if entry.url and entry.age_s <= live_within_s(request) and entry.id not in relays:
+                        live, _ = await registry(request)
+                        for entry in live:
+                            if entry.id not in relays:
                                 relays[entry.id] = asyncio.create_task(
                                     _relay(client, entry.id, entry.url, headers, position, out))
                     try:
