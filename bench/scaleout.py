@@ -13,8 +13,9 @@ Figures (all from the same run):
   owns the most, then the seconds until every one of its gateways' stuck sessions is flagged by
   a survivor (polled every 50 ms).
 
-The load is wrk (-t2 -c32) with a Lua script that puts every request on one of 64 gateways (the
-header and every event's gatewayId), so the hash spreads it over the instances. Non-2xx answers
+The load is wrk (-t2 -c32) with bench/wrk_events.lua in its per-gateway mode: every request on
+one of 64 gateways (the header and every event's gatewayId), so the hash spreads it over the
+instances. Non-2xx answers
 (e.g. 503 gateway_moving, which wrk does not retry) are not counted as events.
 """
 
@@ -56,96 +57,14 @@ FIGURES = (
     ("failover_s", "s"),
 )
 
-# Every request: one gateway (round robin over GATEWAYS, offset per thread), the header set, and a
-# body of `batch` events of that gateway's sessions going through one agent cycle each (as in
-# bench/wrk_events.lua), with unique eventIds.
-WRK_LUA = r"""
-local ACTIVE, GATEWAYS = 64, 64
-local prefix, batch, sessions, token = "r", 100, 20000, ""
-local thread_id, next_thread = 0, 0
-local req = 0
-local counters = {}
-local htabs = nil
-
-function setup(thread)
-  thread:set("thread_id", next_thread)
-  next_thread = next_thread + 1
-end
-
-function init(args)
-  prefix = args[1] or prefix
-  batch = tonumber(args[2] or batch)
-  sessions = tonumber(args[3] or sessions)
-  token = args[4] or token
-  wrk.headers["Content-Type"] = "application/json"
-  if token ~= "" then wrk.headers["Authorization"] = "Bearer " .. token end
-  for g = 0, GATEWAYS - 1 do counters[g] = 0 end
-end
-
-local floor, concat = math.floor, table.concat
-
-local function event(gw, n, ts)
-  local per_gw = floor(sessions / GATEWAYS)
-  local slot = n % ACTIVE
-  local round = floor(n / ACTIVE)
-  local step = round % 8
-  local cycle = floor(round / 8)
-  local idx = (cycle * ACTIVE + slot) % per_gw
-  local tid = thread_id or 0
-  local head = '{"eventId":"' .. prefix .. "-" .. tid .. "-" .. gw .. "-" .. n .. '","seq":' .. n ..
-    ',"ts":' .. ts .. ',"gatewayId":"' .. gw ..
-    '","sessionKey":"agent:main:' .. gw .. "-t" .. tid .. "-s" .. idx .. '","sessionId":"sid-' .. gw .. "-t" .. tid .. "-" .. idx .. '"'
-  local run = ',"runId":"run-' .. gw .. "-" .. tid .. "-" .. idx .. "-" .. cycle .. '"'
-  if step == 0 then
-    return head .. ',"type":"message.queued","source":"telegram","channel":"telegram","queueDepth":1}'
-  elseif step == 1 then
-    return head .. ',"type":"session.state","state":"processing","prevState":"idle","reason":"run_started","queueDepth":1}'
-  elseif step == 2 then
-    return head .. run .. ',"type":"model.call.started","provider":"anthropic","model":"claude-sonnet-4","api":"messages","transport":"http"}'
-  elseif step == 3 then
-    return head .. run .. ',"type":"model.call.completed","provider":"anthropic","model":"claude-sonnet-4","api":"messages","transport":"http","durationMs":1834,"timeToFirstByteMs":412,"requestPayloadBytes":18211,"responseStreamBytes":5120}'
-  elseif step == 4 then
-    return head .. run .. ',"type":"tool.execution.started","toolName":"exec","toolCallId":"call-' .. cycle .. '","toolSource":"builtin"}'
-  elseif step == 5 then
-    return head .. run .. ',"type":"tool.execution.completed","toolName":"exec","toolCallId":"call-' .. cycle .. '","toolSource":"builtin","durationMs":270,"outcome":"ok"}'
-  elseif step == 6 then
-    return head .. run .. ',"type":"run.progress","reason":"tool:exec:completed"}'
-  else
-    return head .. ',"type":"session.state","state":"idle","prevState":"processing","reason":"run_completed","queueDepth":0}'
-  end
-end
-
-function request()
-  if htabs == nil then
-    htabs = {}
-    for g = 0, GATEWAYS - 1 do
-      local t = {}
-      for k, v in pairs(wrk.headers) do t[k] = v end
-      t["X-OpenClaw-Gateway"] = "gw-" .. g
-      htabs[g] = t
-    end
-  end
-  local g = (req + (thread_id or 0) * 17) % GATEWAYS
-  req = req + 1
-  local gw = "gw-" .. g
-  local ts = os.time() * 1000
-  local n = counters[g]
-  local parts = {}
-  for i = 1, batch do
-    parts[i] = event(gw, n, ts)
-    n = n + 1
-  end
-  counters[g] = n
-  return wrk.format("POST", "/v1/events", htabs[g], "[" .. concat(parts, ",") .. "]")
-end
-"""
 
 
-def _wrk(script: Path, base_url: str, seconds: float, prefix: str) -> WrkResult:
+def _wrk(base_url: str, seconds: float, prefix: str) -> WrkResult:
     if shutil.which("wrk") is None:
         raise RuntimeError("wrk is not installed (Debian: apt-get install wrk)")
     cmd = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--timeout", "10s",
-           "-s", str(script), f"{base_url}/v1/events", "--", prefix, str(BATCH), "20000", TOKEN]
+           "-s", str(ROOT / "bench" / "wrk_events.lua"), f"{base_url}/v1/events", "--", prefix, str(BATCH), "20000",
+           TOKEN, "per-gateway", str(GATEWAYS)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     match = servers._REQS.search(out)
     if not match:
@@ -201,10 +120,10 @@ def _fleet(root: Path, journal_url: str | None, size: int, proxied: bool,
             instance.stop()
 
 
-def _load(script: Path, url: str, tag: str, instances: list[Any]) -> float:
-    _wrk(script, url, WARM_S, f"{tag}-warm")
+def _load(url: str, tag: str, instances: list[Any]) -> float:
+    _wrk(url, WARM_S, f"{tag}-warm")
     cpu_before = [servers.cpu_seconds(i.proc.pid) for i in instances]
-    result = _wrk(script, url, WINDOW_S, tag)
+    result = _wrk(url, WINDOW_S, tag)
     cpu = [servers.cpu_seconds(i.proc.pid) - b for i, b in zip(instances, cpu_before)]
     eps = result.ok_per_s * BATCH
     log(f"scaleout {tag}: {eps:.0f} events/s ({result.requests - result.errors} bodies of {BATCH} acked in "
@@ -310,16 +229,14 @@ def run(figures: dict[str, float]) -> None:
         f"OPENCLAW_DIAG_STUCK_SESSION_WARN_MS={WARN_MS}, OPENCLAW_DIAG_SCAN_INTERVAL_MS={SCAN_MS}, polled every "
         f"{POLL_S * 1000:.0f} ms")
     root = Path(tempfile.mkdtemp(prefix="openclaw-bench-scaleout-"))
-    script = root / "wrk_scaleout.lua"
-    script.write_text(WRK_LUA)
     tag = f"so{int(time.time())}"
     try:
         with _fleet(root / "anchor", None, 1, False) as (url, inst):
-            figures["scaleout_anchor_eps"] = _load(script, url, f"{tag}-anchor-sqlite", inst)
+            figures["scaleout_anchor_eps"] = _load(url, f"{tag}-anchor-sqlite", inst)
         with provide_server() as admin_url:
             for size in (1, 2, 3):
                 with fresh_database(admin_url) as db, _fleet(root / f"pg{size}", db, size, True) as (url, inst):
-                    figures[f"scaleout_eps_{size}"] = _load(script, url, f"{tag}-pg-{size}", inst)
+                    figures[f"scaleout_eps_{size}"] = _load(url, f"{tag}-pg-{size}", inst)
             with fresh_database(admin_url) as db:
                 figures["failover_s"] = _failover(root / "failover", db)
     finally:

@@ -18,7 +18,6 @@ Skipped when HAProxy is not installed, except under CI=true, where that fails (.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -29,7 +28,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.haproxy import HASH_HEADER, HAProxy, haproxy_binary
+from tests.support.haproxy import HASH_HEADER, HAProxy, require_haproxy
 
 pytestmark = pytest.mark.e2e
 
@@ -40,11 +39,7 @@ GATEWAYS = [f"gw-{n:04d}" for n in range(200)]
 
 @pytest.fixture(scope="module", autouse=True)
 def _require_haproxy() -> None:
-    if haproxy_binary() is None:
-        message = "Debian's `haproxy` is not installed (.ci/run installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_haproxy()
 
 
 class Backend:

@@ -10,7 +10,6 @@ gateway moving) or a cut connection (an instance that died).
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.haproxy import HAProxy, haproxy_binary
+from tests.support.haproxy import HAProxy, require_haproxy
 from tests.support.postgres import database_of, terminate_backends
 from tests.support.service_process import (
     ServiceProcess,
@@ -39,11 +38,7 @@ LOCAL = {"X-OpenClaw-Fleet": "local"}  # this instance's own answer, not the fle
 
 @pytest.fixture(autouse=True)
 def _needs_haproxy() -> None:
-    if haproxy_binary() is None:
-        message = "Debian's `haproxy` is not installed (.ci/run installs it)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    require_haproxy()
 
 
 class Fleet:

@@ -31,13 +31,11 @@ there too, unless that path is too long for a unix socket, then in a short tempo
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import csv
 import io
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -45,7 +43,9 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from tests.support.service_process import free_port, terminate, wait_until
+import pytest
+
+from tests.support.service_process import free_port, terminate, track, untrack, wait_until
 
 HAPROXY = "/usr/sbin/haproxy"  # Debian's package; .ci/run installs it
 START_DEADLINE_S = 10.0
@@ -53,22 +53,22 @@ HASH_HEADER = "X-OpenClaw-Gateway"
 BACKEND = "instances"
 _SUN_PATH_MAX = 100  # sockaddr_un.sun_path is 108 bytes on Linux; keep clear of it
 
-_live: set[subprocess.Popen[bytes]] = set()
-
-
-@atexit.register
-def _kill_leftovers() -> None:  # a crashed test run must not leave a proxy behind
-    for proc in list(_live):
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-
-
 def haproxy_binary() -> str | None:
     """Debian's binary, else one on PATH; None when HAProxy is not installed."""
     if os.access(HAPROXY, os.X_OK):
         return HAPROXY
     return shutil.which("haproxy")
+
+
+def require_haproxy() -> str:
+    """The binary; without one the test is skipped, and under `CI=true` it fails (.ci/run installs it)."""
+    binary = haproxy_binary()
+    if binary is None:
+        message = "Debian's `haproxy` is not installed (.ci/run installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    return binary
 
 
 class HAProxy:
@@ -174,7 +174,7 @@ backend {BACKEND}
                 cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        _live.add(self.proc)
+        track(self.proc)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -196,7 +196,7 @@ backend {BACKEND}
         proc = self.proc
         if proc is not None:
             terminate(proc, timeout)
-            _live.discard(proc)
+            untrack(proc)
         if self._socket_dir is not None:
             shutil.rmtree(self._socket_dir, ignore_errors=True)
         return proc.returncode if proc is not None else None

@@ -36,7 +36,6 @@ those small in tests.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import pwd
@@ -57,7 +56,7 @@ import pytest
 from psycopg import sql
 from psycopg.rows import TupleRow
 
-from tests.support.service_process import free_port
+from tests.support.service_process import free_port, track, untrack
 
 ENV_URL = "OPENCLAW_TEST_POSTGRES_URL"
 ENV_NO_LOCAL = "OPENCLAW_TEST_POSTGRES_NO_LOCAL"
@@ -69,17 +68,6 @@ START_DEADLINE_S = 30.0
 MAX_CONNECTIONS = 200
 APPLICATION = "openclaw-tests"  # the fixtures' own connections, as pg_stat_activity shows them
 DATABASE_PREFIX = "oc_test_"
-
-_live: set[subprocess.Popen[bytes]] = set()
-
-
-@atexit.register
-def _stop_leftovers() -> None:  # a crashed test run must not leave a cluster behind
-    for proc in list(_live):
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGQUIT)  # immediate shutdown: the backends go too
-
 
 class PostgresUnavailable(RuntimeError):
     """No way to a PostgreSQL server worked; the message says why, way by way."""
@@ -224,7 +212,7 @@ class ThrowawayCluster:
             self.proc = subprocess.Popen(command, cwd=self.root, stdout=log, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
                                          **self._as_owner())  # type: ignore[call-overload]
-        _live.add(self.proc)
+        track(self.proc, signal.SIGQUIT)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -252,7 +240,7 @@ class ThrowawayCluster:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(proc.pid, signal.SIGKILL)
                     proc.wait(10)
-            _live.discard(proc)
+            untrack(proc)
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
         return proc.returncode if proc is not None else None

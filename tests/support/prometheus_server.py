@@ -17,12 +17,10 @@ failing dashboard query is reported the way Prometheus words it.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -31,20 +29,9 @@ from typing import Any
 
 import httpx
 
-from tests.support.service_process import free_port, terminate, wait_until
+from tests.support.service_process import free_port, terminate, track, untrack, wait_until
 
 START_DEADLINE_S = 30.0
-
-_live: set[subprocess.Popen[bytes]] = set()
-
-
-@atexit.register
-def _kill_leftovers() -> None:  # a crashed test run must not leave a Prometheus behind
-    for proc in list(_live):
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
-
 
 def prometheus_binary() -> str | None:
     """Debian's package puts it in /usr/bin; None when it is not installed."""
@@ -144,7 +131,7 @@ class PrometheusServer:
                 cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        _live.add(self.proc)
+        track(self.proc)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -169,7 +156,7 @@ class PrometheusServer:
         if proc is None:
             return None
         terminate(proc, timeout)
-        _live.discard(proc)
+        untrack(proc)
         return proc.returncode
 
     @property

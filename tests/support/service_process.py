@@ -63,15 +63,15 @@ GRACEFUL = (0, -signal.SIGTERM)  # exit codes of a completed graceful stop (uvic
 T = TypeVar("T")
 _Server = TypeVar("_Server", bound="LoopbackServer")
 
-_live: set[subprocess.Popen[bytes]] = set()
+_live: dict[subprocess.Popen[Any], int] = {}  # every harness's processes, and their signal at exit
 
 
 @atexit.register
 def _kill_leftovers() -> None:  # a crashed test run must not leave services behind
-    for proc in list(_live):
+    for proc, sig in list(_live.items()):
         if proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.kill(proc.pid, signal.SIGKILL)
+                os.kill(proc.pid, sig)
 
 
 class ServiceDied(AssertionError):
@@ -199,7 +199,7 @@ class ServiceProcess(ReadsSessions):
                 cwd=REPO, env=self.environment(), stdout=log, stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
-        _live.add(self.proc)
+        track(self.proc)
         return self.proc
 
     def start(self, timeout: float = START_DEADLINE_S) -> ServiceProcess:
@@ -246,7 +246,7 @@ class ServiceProcess(ReadsSessions):
         if proc is None:
             return None
         terminate(proc, timeout)
-        _live.discard(proc)
+        untrack(proc)
         return proc.returncode
 
     def kill(self) -> None:
@@ -259,7 +259,7 @@ class ServiceProcess(ReadsSessions):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signal.SIGKILL)
             proc.wait(10)
-        _live.discard(proc)
+        untrack(proc)
 
     def restart(self, timeout: float = START_DEADLINE_S) -> ServiceProcess:
         self.stop()
@@ -356,13 +356,13 @@ def stuck_events(gateway: str, key: str, age_ms: int = 5_000, **extra: Any) -> l
     ]
 
 
-def track(proc: subprocess.Popen[Any]) -> None:
-    """Killed at exit if a crashed test run left it running (any harness's process)."""
-    _live.add(proc)
+def track(proc: subprocess.Popen[Any], sig: int = signal.SIGKILL) -> None:
+    """Sent `sig` at exit if a crashed test run left it running (any harness's process)."""
+    _live[proc] = sig
 
 
 def untrack(proc: subprocess.Popen[Any]) -> None:
-    _live.discard(proc)
+    _live.pop(proc, None)
 
 
 def post_events(client: httpx.Client, events: Iterable[Mapping[str, Any]] | Mapping[str, Any],
