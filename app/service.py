@@ -142,6 +142,11 @@ class Service:
         self.monitor.start()
         self.ownership.start()
         self.notifier.start()
+        # A checkpoint takes one new list of every session it will write (hundreds of thousands):
+        # left in the young generations, each of their collections would walk it while the
+        # checkpoint runs (20-50 ms a collection with 650k; bench/README.md, "stall"). Out of
+        # the collector's sight at once, as everything is after each checkpoint (below).
+        self.journal.on_taken = gc.freeze
         self._checkpointer = asyncio.create_task(self._checkpoint_loop(), name="openclaw-checkpoint")
 
     def stopping(self) -> None:

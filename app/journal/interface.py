@@ -9,7 +9,7 @@ a committed record applied by `app.records.apply`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,6 +35,7 @@ READY = JournalStatus(True)
 class JournalBackend(Protocol):
     tracker: ChangeTracker | None
     applied_upto: int  # the id of the last record applied to the store
+    on_taken: Callable[[], None]  # called once a checkpoint has taken what it will write
 
     def open(self, store: Store) -> bool:
         """Restore the store from what is committed; True if anything was restored."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from app import records
@@ -24,6 +24,7 @@ class NullJournal:
     def __init__(self, store: Store | None = None) -> None:
         self.store = store  # or bound by open(), as the service does with any journal
         self.applied_upto = 0
+        self.on_taken: Callable[[], None] = lambda: None  # it never checkpoints anything
 
     def open(self, store: Store) -> bool:
         self.store = store

@@ -108,6 +108,8 @@ class GroupCommitJournal:
         self._draining = False
         self._checkpointing = False
         self._checkpoints: list[tuple[int, int]] = []  # (upto, at) within retention, oldest first
+        # called once a checkpoint has taken what it will write (the service's GC policy hooks in)
+        self.on_taken: Callable[[], None] = lambda: None
         # the writer's health: the last failure and when it may try again
         self.last_error: str | None = None
         self._failures = 0
@@ -365,6 +367,7 @@ class GroupCommitJournal:
         pending, removed = tracker.dirty, tracker.gone
         tracker.dirty, tracker.gone = set(), set()
         taken = list(pending)  # what this checkpoint must write, should it fail (a list: cheap)
+        self.on_taken()
         tracker.pending, tracker.copies = pending, []
         loop = asyncio.get_running_loop()
         io = self._checkpoint_io
