@@ -1,10 +1,12 @@
-"""Open-loop client for p99_ingest_ms: single-event POSTs at a fixed rate, in its own process.
+"""Open-loop client at a fixed rate, in its own process: single-event POSTs for p99_ingest_ms,
+or bodies of BATCH events (bench/stall.py's steady batched ingest).
 
-    python bench/paced_client.py PORT RATE SECONDS PREFIX TOKEN [CONNECTIONS]
+    python bench/paced_client.py PORT RATE SECONDS PREFIX TOKEN [CONNECTIONS] [BATCH]
 
 Request i is due at start + i/RATE whatever happened to the ones before it; its latency is
 measured from that due time to the end of its response (so a stalled server is charged for the
-requests queued behind it: no coordinated omission). Prints one JSON object on stdout.
+requests queued behind it: no coordinated omission). With BATCH, every request is a JSON array
+of BATCH events of bench/workload.py's stream. Prints one JSON object on stdout.
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ async def _connection(port: int, token: str, queue: asyncio.Queue, latencies: li
             failures.append(1)
 
 
-async def main(port: int, rate: float, seconds: float, prefix: str, token: str, connections: int) -> dict:
+async def main(port: int, rate: float, seconds: float, prefix: str, token: str, connections: int,
+               batch: int = 1) -> dict:
     queue: asyncio.Queue = asyncio.Queue()
     latencies: list[float] = []
     failures: list[int] = []
@@ -63,7 +66,7 @@ async def main(port: int, rate: float, seconds: float, prefix: str, token: str, 
     while sent < total:
         now = time.perf_counter()
         while sent < total and start + sent * interval <= now:
-            queue.put_nowait((start + sent * interval, body(sent, 1, prefix)))
+            queue.put_nowait((start + sent * interval, body(sent * batch, batch, prefix)))
             sent += 1
         if sent < total:
             await asyncio.sleep(max(0.0, start + sent * interval - time.perf_counter()))
@@ -76,7 +79,7 @@ async def main(port: int, rate: float, seconds: float, prefix: str, token: str, 
         return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000 if ordered else float("nan")
 
     return {
-        "requests": len(ordered), "failures": len(failures), "rate": rate,
+        "requests": len(ordered), "failures": len(failures), "rate": rate, "events": len(ordered) * batch,
         "p50_ms": pct(0.50), "p99_ms": pct(0.99), "max_ms": ordered[-1] * 1000 if ordered else float("nan"),
     }
 
@@ -90,5 +93,5 @@ if __name__ == "__main__":
     except ImportError:
         pass
     result = asyncio.run(main(int(args[0]), float(args[1]), float(args[2]), args[3], args[4],
-                              int(args[5]) if len(args) > 5 else 32))
+                              int(args[5]) if len(args) > 5 else 32, int(args[6]) if len(args) > 6 else 1))
     print(json.dumps(result))

@@ -6,7 +6,7 @@ service exposes no probe of its own). It is filled with SESSIONS idle sessions (
 ack_latency.py's fill: one `session.state` each, every event with an eventId, so the dedupe
 window fills too), warmed up under wrk for WARM_S (spanning a checkpoint after the fill, so the
 store has been frozen out of the cyclic GC as in a long-running service), then measured for
-60 s (`--quick`: 15 s) of steady batched ingest: bench/paced_batches.py posts BATCH_RATE
+60 s (`--quick`: 15 s) of steady batched ingest: bench/paced_client.py posts BATCH_RATE
 bodies of 100 events a second, open loop (20,000 events/s, about half of what one worker
 takes here; bench/workload.py's stream over 20,000 other session keys), and
 bench/paced_client.py sends 200 single events/s beside it. Checkpoints every 10 s, so every
@@ -53,7 +53,7 @@ LOAD_SESSIONS = 20_000
 
 def _paced_batches(port: int, seconds: float, prefix: str) -> dict[str, Any]:
     out = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "paced_batches.py"), str(port), str(BATCH_RATE), str(seconds),
+        [sys.executable, str(ROOT / "bench" / "paced_client.py"), str(port), str(BATCH_RATE), str(seconds),
          prefix, servers.TOKEN, "8", str(BATCH)],
         capture_output=True, text=True, check=True, timeout=seconds + 120,
     ).stdout
