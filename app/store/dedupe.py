@@ -40,26 +40,16 @@ class DedupeWindow:
     def add(self, key: Any, now: int) -> None:
         digest = hash(key)
         buckets = self._buckets
-        start = now - now % DEDUPE_BUCKET_MS
-        if not buckets or buckets[-1][0] < start:
-            buckets.append((start, deque()))
-        bucket_start, members = buckets[-1]
+        # the newest bucket while it lasts: this runs for every event with a key
+        if buckets and buckets[-1][0] + DEDUPE_BUCKET_MS > now:
+            bucket_start, members = buckets[-1]
+        else:
+            bucket_start, members = self._bucket(now)
         self._seen[digest] = bucket_start
         members.append(digest)
         self._count += 1
-        horizon = now - self.max_age_ms
-        budget = EVICT_PER_ADD
-        seen = self._seen
-        while buckets and budget and (self._count > self.max_keys or buckets[0][0] + DEDUPE_BUCKET_MS <= horizon):
-            old_start, old_members = buckets[0]
-            if not old_members:
-                buckets.popleft()
-                continue
-            old = old_members.popleft()
-            self._count -= 1
-            budget -= 1
-            if seen.get(old) == old_start:  # not added again since, in a newer bucket
-                del seen[old]
+        if self._count > self.max_keys or buckets[0][0] + DEDUPE_BUCKET_MS <= now - self.max_age_ms:
+            self._let_go(now, EVICT_PER_ADD)
 
     def extend(self, keys: list[Any], at: int) -> None:
         """Keys that arrived together (one journal row, on restore, oldest rows first): one
@@ -67,29 +57,40 @@ class DedupeWindow:
         digests = [hash(key) for key in keys if key is not None]
         if not digests:
             return
+        bucket_start, members = self._bucket(at)
+        self._seen.update(dict.fromkeys(digests, bucket_start))
+        members.extend(digests)
+        self._count += len(digests)
+        self._let_go(at, None)
+
+    def _bucket(self, at: int) -> tuple[int, deque[int]]:
+        """The one-second bucket a key arriving `at` goes in (the newest, made if need be)."""
         buckets = self._buckets
         start = at - at % DEDUPE_BUCKET_MS
         if not buckets or buckets[-1][0] < start:
             buckets.append((start, deque()))
-        bucket_start, members = buckets[-1]
-        self._seen.update(dict.fromkeys(digests, bucket_start))
-        members.extend(digests)
-        self._count += len(digests)
-        seen = self._seen
-        horizon = at - self.max_age_ms
-        while buckets and (self._count > self.max_keys or buckets[0][0] + DEDUPE_BUCKET_MS <= horizon):
+        return buckets[-1]
+
+    def _let_go(self, now: int, budget: int | None) -> None:
+        """Drop the oldest keys while the window is over its count or holds keys past its age:
+        at most `budget` of them (None: as many as that takes)."""
+        buckets, seen = self._buckets, self._seen
+        horizon = now - self.max_age_ms
+        while buckets and budget != 0 and (self._count > self.max_keys
+                                           or buckets[0][0] + DEDUPE_BUCKET_MS <= horizon):
             old_start, old_members = buckets[0]
-            excess = min(len(old_members), max(self._count - self.max_keys, 0) or len(old_members))
-            for _ in range(excess):
-                old = old_members.popleft()
-                if seen.get(old) == old_start:
-                    del seen[old]
-            self._count -= excess
             if not old_members:
                 buckets.popleft()
+                continue
+            old = old_members.popleft()
+            self._count -= 1
+            if budget is not None:
+                budget -= 1
+            if seen.get(old) == old_start:  # not added again since, in a newer bucket
+                del seen[old]
 
     def discard(self, key: Any) -> None:
-        """Forget one key (its bucket's count is settled when the bucket expires)."""
+        """Forget one key (the window's count is settled when its bucket entry is let go)."""
         self._seen.pop(hash(key), None)
 
     def __len__(self) -> int:
