@@ -246,15 +246,14 @@ class PostgresJournal(GroupCommitJournal):
             pass
         lost = list(self._held)
         self._held = {}
-        self._lost_connection()
         if lost:
             log.warning("the journal's connection closed: %d gateways are no longer this instance's", len(lost))
             self._to_loop(self._lost, lost)
 
     def _lost_connection(self) -> None:
-        # Also when the connection could not even be opened: what was asked of it fails now,
-        # rather than waiting for a connection that may not come back (a lock taken on a dead
-        # connection would be no lock anyway).
+        # Also when the connection could not even be opened: what was asked of the writer fails
+        # now, rather than waiting for a connection that may not come back (a lock taken on a
+        # dead connection would be no lock anyway).
         with self._cond:
             asked, self._control = self._control, []
         for control in asked:

@@ -324,17 +324,20 @@ class GroupCommitJournal:
             if not self._storage_maintain(conn):
                 self._storage_close(conn)
                 conn = None
+                self._lost_connection()
         if group:
             self._to_loop(self._fail_group, group, "the journal closed before this record was committed")
         if conn is not None:
             self._storage_close(conn)
+        self._lost_connection()
 
     def _idle_wait_s(self) -> float | None:
         """How long the idle writer sleeps before it looks at its connection again (None: until woken)."""
         return None
 
     def _lost_connection(self) -> None:
-        """Writer thread: the connection was dropped after a failure."""
+        """Writer thread: there is no connection any more (it failed, could not be opened, or
+        the journal closed)."""
 
     def _failed(self, exc: BaseException) -> None:
         self._failures += 1
