@@ -48,9 +48,9 @@ async def get_session(request: Request, sessionKey: str,
                       gatewayId: str | None = Query(None, max_length=128)) -> Any:
     if gatewayId is not None and (owner := await fleet.owner_of(request, gatewayId)):
         return await fleet.forward(request, owner, fleet.session_path(sessionKey))
-    if gatewayId is None and fleet.is_fleet_read(request):
-        return await fleet.find_session(request, sessionKey)
     try:
+        if gatewayId is None and fleet.is_fleet_read(request):
+            return await fleet.find_session(request, sessionKey)
         return await queries_of(request).session_detail(scope_of(request), sessionKey, gatewayId)
     except UnknownSession:
         raise ApiError(404, "not_found", f"no session {sessionKey!r}",

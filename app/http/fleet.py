@@ -20,6 +20,7 @@ from app.http.auth import service_of, token_from
 from app.http.cursors import encode_cursor
 from app.http.errors import ApiError
 from app.journal.postgres import InstanceEntry
+from app.queries import AmbiguousSession, UnknownSession
 
 FLEET_HEADER = "x-openclaw-fleet"
 ASK_TIMEOUT_S = 3.0
@@ -205,7 +206,8 @@ def session_path(key: str) -> str:
 
 async def find_session(request: Request, key: str) -> dict[str, Any]:
     """A session named without its gateway, looked for on every live instance: the one that
-    holds it answers; none is a 404, several (on one instance or more) a 409 naming them."""
+    holds it answers; none is UnknownSession, several (on one instance or more) AmbiguousSession
+    naming their gateways, as a local lookup says it (app/http/api.py answers 404 and 409)."""
     live, _ = await registry(request)
     headers = forwarded_headers(request)
     async with httpx.AsyncClient(timeout=ASK_TIMEOUT_S) as client:
@@ -224,8 +226,5 @@ async def find_session(request: Request, key: str) -> dict[str, Any]:
     if len(gateways) == 1 and found:
         return found[0]
     if not gateways:
-        raise ApiError(404, "not_found", f"no session {key!r}",
-                       [{"loc": ["path", "sessionKey"], "msg": "unknown session"}])
-    raise ApiError(409, "ambiguous_session",
-                   f"{len(gateways)} gateways have a session {key!r}; name one with ?gatewayId=",
-                   [{"loc": ["query", "gatewayId"], "msg": gateway} for gateway in sorted(gateways)])
+        raise UnknownSession(key)
+    raise AmbiguousSession(sorted(gateways))
